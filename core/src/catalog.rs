@@ -1,0 +1,724 @@
+//! The service catalogue in Open311 GeoReport v2 vocabulary: services and their definitions
+//! (attributes a resident fills in). Parsing is tolerant of what real servers send (codes that are
+//! JSON integers, a `{"services":[…]}` wrapper, nulls) and strict about what would make a form
+//! impossible to fill in (a list attribute without values, two attributes with one code).
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Toronto's catalogue, shipped in the crate: the city's six real Open311 services (2018) and
+/// its high-volume request types, each with a definition. Contains information licensed under
+/// the Open Government Licence – Toronto.
+pub const TORONTO_JSON: &str = include_str!("../catalog/toronto.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceType {
+    /// The POST answers with a `service_request_id` at once.
+    Realtime,
+    /// The POST answers with a token, exchanged later for the id.
+    Batch,
+    /// No id is ever returned.
+    Blackbox,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Realtime => "realtime",
+            ServiceType::Batch => "batch",
+            ServiceType::Blackbox => "blackbox",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "realtime" => Some(ServiceType::Realtime),
+            "batch" => Some(ServiceType::Batch),
+            "blackbox" => Some(ServiceType::Blackbox),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub code: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// True when the service has a definition (attributes) to fetch.
+    pub metadata: bool,
+    #[serde(rename = "type")]
+    pub kind: ServiceType,
+    /// Comma-separated, as Open311 sends them.
+    pub keywords: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datatype {
+    String,
+    Number,
+    Datetime,
+    Text,
+    SingleValueList,
+    MultiValueList,
+}
+
+impl Datatype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datatype::String => "string",
+            Datatype::Number => "number",
+            Datatype::Datetime => "datetime",
+            Datatype::Text => "text",
+            Datatype::SingleValueList => "singlevaluelist",
+            Datatype::MultiValueList => "multivaluelist",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "string" => Some(Datatype::String),
+            "number" => Some(Datatype::Number),
+            "datetime" => Some(Datatype::Datetime),
+            "text" => Some(Datatype::Text),
+            "singlevaluelist" => Some(Datatype::SingleValueList),
+            "multivaluelist" => Some(Datatype::MultiValueList),
+            _ => None,
+        }
+    }
+
+    pub fn is_list(self) -> bool {
+        matches!(self, Datatype::SingleValueList | Datatype::MultiValueList)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListValue {
+    pub key: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attribute {
+    /// False: informational text shown on the form, not an input.
+    pub variable: bool,
+    pub code: String,
+    pub datatype: Datatype,
+    pub required: bool,
+    pub datatype_description: Option<String>,
+    pub order: u32,
+    pub description: String,
+    pub values: Vec<ListValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceDefinition {
+    pub service_code: String,
+    pub attributes: Vec<Attribute>,
+}
+
+impl ServiceDefinition {
+    pub fn attribute(&self, code: &str) -> Option<&Attribute> {
+        self.attributes.iter().find(|a| a.code == code)
+    }
+}
+
+/// A whole catalogue: the service list and the definitions known for it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+    pub definitions: Vec<ServiceDefinition>,
+}
+
+impl Catalog {
+    /// The catalogue shipped with the crate.
+    pub fn toronto() -> Catalog {
+        Catalog::parse(TORONTO_JSON.as_bytes()).expect("the shipped catalogue parses")
+    }
+
+    /// Parses a service list (a top-level array, or `{"services":[…]}`) optionally carrying its
+    /// definitions (`{"services":[…], "definitions":[…]}`, the form Curbside ships and exports).
+    pub fn parse(bytes: &[u8]) -> Result<Catalog> {
+        let root: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Catalog(format!("not valid JSON: {e}")))?;
+        let (list, defs) = match &root {
+            Value::Array(items) => (items.as_slice(), &[][..]),
+            Value::Object(obj) => {
+                let list = match obj.get("services") {
+                    Some(Value::Array(items)) => items.as_slice(),
+                    Some(Value::Null) | None => {
+                        return Err(Error::Catalog(
+                            "expected a list of services: a JSON array or {\"services\":[…]}"
+                                .into(),
+                        ))
+                    }
+                    Some(_) => return Err(Error::Catalog("\"services\" must be an array".into())),
+                };
+                let defs = match obj.get("definitions") {
+                    Some(Value::Array(items)) => items.as_slice(),
+                    Some(Value::Null) | None => &[][..],
+                    Some(_) => {
+                        return Err(Error::Catalog("\"definitions\" must be an array".into()))
+                    }
+                };
+                (list, defs)
+            }
+            _ => {
+                return Err(Error::Catalog(
+                    "expected a list of services: a JSON array or {\"services\":[…]}".into(),
+                ))
+            }
+        };
+        let mut catalog = Catalog::default();
+        for (i, item) in list.iter().enumerate() {
+            catalog
+                .services
+                .push(parse_service(item, &format!("services[{i}]"))?);
+        }
+        for (i, item) in defs.iter().enumerate() {
+            catalog
+                .definitions
+                .push(parse_definition(item, &format!("definitions[{i}]"))?);
+        }
+        catalog.check()?;
+        Ok(catalog)
+    }
+
+    /// Adds one Open311 service definition document (`GET services/{code}.json`).
+    pub fn add_definition_json(&mut self, bytes: &[u8]) -> Result<()> {
+        let root: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Catalog(format!("definition is not valid JSON: {e}")))?;
+        // Some servers wrap the object in a one-element array (the XML-to-JSON mapping).
+        let item = match &root {
+            Value::Array(items) if items.len() == 1 => &items[0],
+            other => other,
+        };
+        let def = parse_definition(item, "definition")?;
+        self.definitions
+            .retain(|d| d.service_code != def.service_code);
+        self.definitions.push(def);
+        self.check()
+    }
+
+    pub fn service(&self, code: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.code == code)
+    }
+
+    pub fn definition(&self, code: &str) -> Option<&ServiceDefinition> {
+        self.definitions.iter().find(|d| d.service_code == code)
+    }
+
+    /// The service list as Open311 `services.json` (spec field names).
+    pub fn services_open311(&self) -> Value {
+        Value::Array(self.services.iter().map(service_open311).collect())
+    }
+
+    /// A definition as Open311 `services/{code}.json`; a service without attributes has an
+    /// empty list.
+    pub fn definition_open311(&self, code: &str) -> Option<Value> {
+        self.service(code)?;
+        let attributes = self
+            .definition(code)
+            .map(|d| d.attributes.iter().map(attribute_open311).collect())
+            .unwrap_or_default();
+        Some(serde_json::json!({ "service_code": code, "attributes": Value::Array(attributes) }))
+    }
+
+    /// The whole catalogue in the shipped form, which [`Catalog::parse`] reads back.
+    pub fn to_json(&self) -> Value {
+        let definitions = self
+            .definitions
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "service_code": d.service_code,
+                    "attributes": d.attributes.iter().map(attribute_open311).collect::<Vec<_>>(),
+                })
+            })
+            .collect::<Vec<_>>();
+        serde_json::json!({ "services": self.services_open311(), "definitions": definitions })
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut codes = HashSet::new();
+        for s in &self.services {
+            if !codes.insert(s.code.as_str()) {
+                return Err(Error::Catalog(format!(
+                    "service code {:?} appears twice",
+                    s.code
+                )));
+            }
+        }
+        let mut defined = HashSet::new();
+        for d in &self.definitions {
+            if !codes.contains(d.service_code.as_str()) {
+                return Err(Error::Catalog(format!(
+                    "definition for {:?}, which is not in the service list",
+                    d.service_code
+                )));
+            }
+            if !defined.insert(d.service_code.as_str()) {
+                return Err(Error::Catalog(format!(
+                    "two definitions for {:?}",
+                    d.service_code
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn service_open311(s: &Service) -> Value {
+    serde_json::json!({
+        "service_code": s.code,
+        "service_name": s.name,
+        "description": s.description,
+        "metadata": s.metadata,
+        "type": s.kind.as_str(),
+        "keywords": s.keywords,
+        "group": s.group,
+    })
+}
+
+fn attribute_open311(a: &Attribute) -> Value {
+    let mut obj = serde_json::json!({
+        "variable": a.variable,
+        "code": a.code,
+        "datatype": a.datatype.as_str(),
+        "required": a.required,
+        "datatype_description": a.datatype_description,
+        "order": a.order,
+        "description": a.description,
+    });
+    if a.datatype.is_list() {
+        obj["values"] = serde_json::to_value(&a.values).expect("plain strings serialise");
+    }
+    obj
+}
+
+// ---- tolerant field readers -------------------------------------------------------------
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| Error::Catalog(format!("{path}: expected an object")))
+}
+
+/// A string field that real servers sometimes send as a number (Toronto's `30102`).
+fn text(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            Ok((!s.is_empty()).then(|| s.to_string()))
+        }
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Error::Catalog(format!(
+            "{path}.{key}: expected a string or a number"
+        ))),
+    }
+}
+
+fn required_text(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String> {
+    text(obj, key, path)?.ok_or_else(|| Error::Catalog(format!("{path}.{key} is missing")))
+}
+
+/// A boolean that may arrive as `true`, `"true"` or `1`; absent or null means `default`.
+fn flag(obj: &Map<String, Value>, key: &str, default: bool, path: &str) -> Result<bool> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            _ => Err(Error::Catalog(format!(
+                "{path}.{key}: {s:?} is not a boolean"
+            ))),
+        },
+        Some(Value::Number(n)) => Ok(n.as_f64() != Some(0.0)),
+        Some(_) => Err(Error::Catalog(format!("{path}.{key}: expected a boolean"))),
+    }
+}
+
+fn parse_service(v: &Value, path: &str) -> Result<Service> {
+    let obj = object(v, path)?;
+    let code = required_text(obj, "service_code", path)?;
+    let path = format!("{path} ({code})");
+    let name = text(obj, "service_name", &path)?.unwrap_or_else(|| code.clone());
+    let kind = match text(obj, "type", &path)? {
+        None => ServiceType::Realtime,
+        Some(t) => ServiceType::parse(&t).ok_or_else(|| {
+            Error::Catalog(format!(
+                "{path}.type: {t:?} is not realtime, batch or blackbox"
+            ))
+        })?,
+    };
+    Ok(Service {
+        name,
+        description: text(obj, "description", &path)?,
+        metadata: flag(obj, "metadata", false, &path)?,
+        kind,
+        keywords: text(obj, "keywords", &path)?,
+        group: text(obj, "group", &path)?,
+        code,
+    })
+}
+
+fn parse_definition(v: &Value, path: &str) -> Result<ServiceDefinition> {
+    let obj = object(v, path)?;
+    let service_code = required_text(obj, "service_code", path)?;
+    let path = format!("{path} ({service_code})");
+    let items = match obj.get("attributes") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(_) => {
+            return Err(Error::Catalog(format!(
+                "{path}.attributes: expected an array"
+            )))
+        }
+    };
+    let mut attributes = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let a = parse_attribute(item, &format!("{path}.attributes[{i}]"), i)?;
+        if !seen.insert(a.code.clone()) {
+            return Err(Error::Catalog(format!(
+                "{path}: attribute code {:?} appears twice",
+                a.code
+            )));
+        }
+        attributes.push(a);
+    }
+    // Open311 gives the display order explicitly; the list order breaks ties.
+    attributes.sort_by_key(|a| a.order);
+    Ok(ServiceDefinition {
+        service_code,
+        attributes,
+    })
+}
+
+fn parse_attribute(v: &Value, path: &str, index: usize) -> Result<Attribute> {
+    let obj = object(v, path)?;
+    let code = required_text(obj, "code", path)?;
+    let path = format!("{path} ({code})");
+    let datatype_text = required_text(obj, "datatype", &path)?;
+    let datatype = Datatype::parse(&datatype_text).ok_or_else(|| {
+        Error::Catalog(format!(
+            "{path}.datatype: {datatype_text:?} is not an Open311 datatype"
+        ))
+    })?;
+    let order = match obj.get("order") {
+        None | Some(Value::Null) => index as u32 + 1,
+        Some(Value::Number(n)) => {
+            n.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    Error::Catalog(format!("{path}.order: {n} is not a positive integer"))
+                })?
+        }
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| Error::Catalog(format!("{path}.order: {s:?} is not a number")))?,
+        Some(_) => return Err(Error::Catalog(format!("{path}.order: expected a number"))),
+    };
+    let mut values = Vec::new();
+    match obj.get("values") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let vpath = format!("{path}.values[{i}]");
+                let vo = object(item, &vpath)?;
+                let key = required_text(vo, "key", &vpath)?;
+                let name = text(vo, "name", &vpath)?.unwrap_or_else(|| key.clone());
+                if values.iter().any(|v: &ListValue| v.key == key) {
+                    return Err(Error::Catalog(format!(
+                        "{path}: value key {key:?} appears twice"
+                    )));
+                }
+                values.push(ListValue { key, name });
+            }
+        }
+        Some(_) => return Err(Error::Catalog(format!("{path}.values: expected an array"))),
+    }
+    let variable = flag(obj, "variable", true, &path)?;
+    if datatype.is_list() && values.is_empty() && variable {
+        return Err(Error::Catalog(format!(
+            "{path}: a {} needs values to choose from",
+            datatype.as_str()
+        )));
+    }
+    Ok(Attribute {
+        variable,
+        datatype,
+        required: flag(obj, "required", false, &path)?,
+        datatype_description: text(obj, "datatype_description", &path)?,
+        order,
+        description: text(obj, "description", &path)?.unwrap_or_else(|| code.clone()),
+        values,
+        code,
+    })
+}
+
+// ---- storage -------------------------------------------------------------------------------
+
+/// Replaces the stored catalogue with `catalog`. Requests keep their service code whatever
+/// happens to the service.
+pub(crate) fn replace(tx: &Transaction, catalog: &Catalog) -> Result<()> {
+    tx.execute("DELETE FROM service_attributes", [])?;
+    tx.execute("DELETE FROM services", [])?;
+    let mut insert_service = tx.prepare(
+        "INSERT INTO services (code, name, description, metadata, type, keywords, grp, position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (i, s) in catalog.services.iter().enumerate() {
+        insert_service.execute(params![
+            s.code,
+            s.name,
+            s.description,
+            s.metadata,
+            s.kind.as_str(),
+            s.keywords,
+            s.group,
+            i as i64
+        ])?;
+    }
+    let mut insert_attr = tx.prepare(
+        "INSERT INTO service_attributes (service_code, code, variable, datatype, required,
+             datatype_description, position, description, value_list)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for d in &catalog.definitions {
+        for a in &d.attributes {
+            let values = a
+                .datatype
+                .is_list()
+                .then(|| serde_json::to_string(&a.values).expect("plain strings serialise"));
+            insert_attr.execute(params![
+                d.service_code,
+                a.code,
+                a.variable,
+                a.datatype.as_str(),
+                a.required,
+                a.datatype_description,
+                a.order,
+                a.description,
+                values
+            ])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('catalog_imported_at', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [crate::clock::now_ms().to_string()],
+    )?;
+    Ok(())
+}
+
+fn service_from_row(row: &rusqlite::Row) -> rusqlite::Result<Service> {
+    let kind: String = row.get(4)?;
+    Ok(Service {
+        code: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        metadata: row.get(3)?,
+        kind: ServiceType::parse(&kind).unwrap_or(ServiceType::Realtime),
+        keywords: row.get(5)?,
+        group: row.get(6)?,
+    })
+}
+
+const SERVICE_COLUMNS: &str = "code, name, description, metadata, type, keywords, grp";
+
+pub(crate) fn services(conn: &Connection) -> Result<Vec<Service>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SERVICE_COLUMNS} FROM services ORDER BY position"
+    ))?;
+    let rows = stmt.query_map([], service_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn service(conn: &Connection, code: &str) -> Result<Option<Service>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SERVICE_COLUMNS} FROM services WHERE code = ?1"
+    ))?;
+    Ok(stmt.query_row([code], service_from_row).optional()?)
+}
+
+/// The definition of a known service (empty when it has no attributes), or `None` when the
+/// catalogue does not offer the service.
+pub(crate) fn definition(conn: &Connection, code: &str) -> Result<Option<ServiceDefinition>> {
+    if service(conn, code)?.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT code, variable, datatype, required, datatype_description, position,
+                description, value_list
+         FROM service_attributes WHERE service_code = ?1 ORDER BY position, code",
+    )?;
+    let rows = stmt.query_map([code], |row| {
+        let datatype: String = row.get(2)?;
+        let values: Option<String> = row.get(7)?;
+        Ok((
+            Attribute {
+                code: row.get(0)?,
+                variable: row.get(1)?,
+                datatype: Datatype::String,
+                required: row.get(3)?,
+                datatype_description: row.get(4)?,
+                order: row.get(5)?,
+                description: row.get(6)?,
+                values: Vec::new(),
+            },
+            datatype,
+            values,
+        ))
+    })?;
+    let mut attributes = Vec::new();
+    for row in rows {
+        let (mut a, datatype, values) = row?;
+        // Written by `replace` from parsed values, so these only fail on a hand-edited file.
+        a.datatype = Datatype::parse(&datatype)
+            .ok_or_else(|| Error::Catalog(format!("stored datatype {datatype:?} is unknown")))?;
+        if let Some(values) = values {
+            a.values = serde_json::from_str(&values)
+                .map_err(|e| Error::Catalog(format!("stored values of {}: {e}", a.code)))?;
+        }
+        attributes.push(a);
+    }
+    Ok(Some(ServiceDefinition {
+        service_code: code.to_string(),
+        attributes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TORONTO_2018: &str = include_str!("../../../shared/data/toronto/open311-services.json");
+
+    #[test]
+    fn reads_torontos_real_service_list_with_an_integer_code() {
+        let c = Catalog::parse(TORONTO_2018.as_bytes()).unwrap();
+        assert_eq!(c.services.len(), 6);
+        let graffiti = c.service("30102").expect("integer code read as text");
+        assert_eq!(graffiti.name, "Graffiti on private property");
+        assert_eq!(graffiti.kind, ServiceType::Batch);
+        assert!(!c.service("SWLMALB-02").unwrap().metadata);
+    }
+
+    #[test]
+    fn accepts_the_wrapper_form_and_nulls() {
+        let json = br#"{"services":[{"service_code":7,"service_name":null,"description":null,
+            "metadata":"true","type":null,"keywords":null,"group":null}]}"#;
+        let c = Catalog::parse(json).unwrap();
+        assert_eq!(c.services[0].code, "7");
+        assert_eq!(
+            c.services[0].name, "7",
+            "a missing name falls back to the code"
+        );
+        assert!(c.services[0].metadata);
+        assert_eq!(c.services[0].kind, ServiceType::Realtime);
+    }
+
+    #[test]
+    fn definitions_use_the_spec_shape_and_sort_by_order() {
+        let mut c = Catalog::parse(br#"[{"service_code":"A","service_name":"a"}]"#).unwrap();
+        c.add_definition_json(
+            br#"{"service_code":"A","attributes":[
+              {"variable":true,"code":"WHEN","datatype":"datetime","required":false,"order":2,"description":"When?"},
+              {"variable":true,"code":"SIZE","datatype":"singlevaluelist","required":true,"order":1,
+               "description":"Size","values":[{"key":1,"name":"Small"},{"key":"2","name":"Big"}]}]}"#,
+        )
+        .unwrap();
+        let d = c.definition("A").unwrap();
+        assert_eq!(d.attributes[0].code, "SIZE");
+        assert_eq!(d.attributes[0].values[0].key, "1");
+        let open311 = c.definition_open311("A").unwrap();
+        assert_eq!(open311["attributes"][0]["values"][1]["key"], "2");
+        assert_eq!(open311["attributes"][1]["datatype"], "datetime");
+    }
+
+    #[test]
+    fn malformed_catalogues_get_errors_that_name_the_place() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{not json", "not valid JSON"),
+            (b"\"services\"", "expected a list"),
+            (
+                b"[{\"service_name\":\"x\"}]",
+                "services[0].service_code is missing",
+            ),
+            (b"[{\"service_code\":{}}]", "expected a string or a number"),
+            (
+                b"[{\"service_code\":\"A\"},{\"service_code\":\"A\"}]",
+                "appears twice",
+            ),
+            (
+                b"[{\"service_code\":\"A\",\"type\":\"instant\"}]",
+                "not realtime",
+            ),
+            (b"[\xff\xfe]", "not valid JSON"),
+            (
+                br#"{"services":[{"service_code":"A"}],"definitions":[{"service_code":"A",
+                "attributes":[{"code":"X","datatype":"colour"}]}]}"#,
+                "not an Open311 datatype",
+            ),
+            (
+                br#"{"services":[{"service_code":"A"}],"definitions":[{"service_code":"A",
+                "attributes":[{"code":"X","datatype":"singlevaluelist"}]}]}"#,
+                "needs values",
+            ),
+            (
+                br#"{"services":[{"service_code":"A"}],"definitions":[{"service_code":"B"}]}"#,
+                "not in the service list",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = Catalog::parse(json).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should say {expected:?}");
+        }
+    }
+
+    #[test]
+    fn shipped_toronto_catalogue_covers_the_real_services_and_every_datatype() {
+        let c = Catalog::toronto();
+        let real = Catalog::parse(TORONTO_2018.as_bytes()).unwrap();
+        for s in &real.services {
+            let shipped = c
+                .service(&s.code)
+                .expect("every real Toronto service ships");
+            assert_eq!(shipped.name, s.name);
+        }
+        assert!(c.services.len() >= 12);
+        let mut seen = HashSet::new();
+        let mut required = 0;
+        let mut optional = 0;
+        for d in &c.definitions {
+            for a in &d.attributes {
+                seen.insert(a.datatype);
+                if a.required {
+                    required += 1
+                } else {
+                    optional += 1
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            6,
+            "all six Open311 datatypes are used: {seen:?}"
+        );
+        assert!(required > 0 && optional > 0);
+        // What we export reads back the same.
+        let again = Catalog::parse(c.to_json().to_string().as_bytes()).unwrap();
+        assert_eq!(again, c);
+    }
+}

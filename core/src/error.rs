@@ -1,0 +1,69 @@
+//! The crate's one error type. Every variant names what is wrong in words a person can act on;
+//! none carries personal data (descriptions, contact details), so any error may be logged.
+
+use std::path::PathBuf;
+
+use crate::draft::{Problem, State};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path} is not a Curbside database (not an SQLite file); it was left untouched")]
+    NotADatabase { path: PathBuf },
+
+    #[error(
+        "{path} was written by a newer Curbside (schema {found}, this build knows up to {supported}); \
+         it was left untouched: update the app"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("{path} is damaged ({detail}); it was left untouched")]
+    Corrupt { path: PathBuf, detail: String },
+
+    #[error("unknown service code {0:?}")]
+    UnknownService(String),
+
+    #[error("service {service:?} has no attribute {code:?}")]
+    UnknownAttribute { service: String, code: String },
+
+    #[error("no request with id {0}")]
+    NotFound(String),
+
+    #[error("{0:?} is not a request id (expected a UUID)")]
+    BadId(String),
+
+    #[error("cannot {action} request {id}: it is {state}")]
+    WrongState {
+        id: String,
+        state: State,
+        action: &'static str,
+    },
+
+    /// Every problem at once, each with the field a UI would put it next to.
+    #[error("{}", Problem::summary(.0))]
+    Invalid(Vec<Problem>),
+
+    #[error("catalogue: {0}")]
+    Catalog(String),
+
+    #[error("no migration step from schema {0}: this build cannot upgrade that file")]
+    NoMigration(u32),
+
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// One problem, for edits that are checked as they are made.
+    pub(crate) fn invalid(problem: Problem) -> Self {
+        Error::Invalid(vec![problem])
+    }
+}

@@ -1,0 +1,292 @@
+//! The device's store: one SQLite file in WAL mode behind one writer connection. Opening checks
+//! that the file is ours and not from a newer app before anything is written to it, then brings
+//! the schema up to date step by step.
+
+pub mod schema;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::catalog::{self, Catalog, Service, ServiceDefinition};
+use crate::draft::{self, Draft, DraftEdit, DraftSummary, State};
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id`: marks a file as Curbside's ("CURB").
+const APPLICATION_ID: i32 = 0x4355_5242;
+
+/// How hard a commit works to survive power loss. Both survive the app being killed at any
+/// moment: a commit is in the WAL before `commit` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: a power cut may lose the last commits, never corrupt the file.
+    /// SQLite's recommendation for WAL and what Android uses.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk before it returns.
+    Full,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`. A new store starts with the Toronto catalogue.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, Durability::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        check_header(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(&path, e))?;
+        // Reads only until we know the file is ours and not newer than this build.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (version, app_id, tables) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT application_id FROM pragma_application_id),
+                        (SELECT count(*) FROM sqlite_master)",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, i32>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .map_err(|e| classify(&path, e))?;
+        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(Error::NotADatabase { path });
+        }
+        if version > schema::VERSION {
+            return Err(Error::NewerSchema {
+                path,
+                found: version,
+                supported: schema::VERSION,
+            });
+        }
+        if tables > 0 {
+            let verdict: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| classify(&path, e))?;
+            if verdict != "ok" {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: verdict,
+                });
+            }
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {};
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;",
+            match durability {
+                Durability::Normal => "NORMAL",
+                Durability::Full => "FULL",
+            }
+        ))
+        .map_err(|e| classify(&path, e))?;
+        let mut conn = conn;
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Another process may have initialised the file while we waited for the lock.
+            let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version == 0 {
+                tx.execute_batch(schema::CURRENT)?;
+                tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+                catalog::replace(&tx, &Catalog::toronto())?;
+            } else {
+                for v in version..schema::VERSION {
+                    schema::upgrade_from(&tx, v)?;
+                }
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done write: the transaction was
+        // rolled back when it unwound. The connection itself is still good.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one immediate transaction and commits it, or rolls everything back.
+    fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.conn())
+    }
+
+    // ---- catalogue ----
+
+    /// Replaces the catalogue. Drafts keep their service code; a draft whose service has gone
+    /// shows `service_name: None` and fails validation with `ServiceGone`.
+    pub fn import_catalog(&self, catalog: &Catalog) -> Result<()> {
+        self.write(|tx| catalog::replace(tx, catalog))
+    }
+
+    pub fn services(&self) -> Result<Vec<Service>> {
+        self.read(catalog::services)
+    }
+
+    pub fn service(&self, code: &str) -> Result<Service> {
+        self.read(|c| catalog::service(c, code))?
+            .ok_or_else(|| Error::UnknownService(code.to_string()))
+    }
+
+    pub fn definition(&self, code: &str) -> Result<ServiceDefinition> {
+        self.read(|c| catalog::definition(c, code))?
+            .ok_or_else(|| Error::UnknownService(code.to_string()))
+    }
+
+    // ---- drafts ----
+
+    /// Creates a draft (UUIDv7 id) with `edit` applied; all or nothing.
+    pub fn create_draft(&self, service_code: &str, edit: &DraftEdit) -> Result<String> {
+        self.write(|tx| draft::create(tx, service_code, edit))
+    }
+
+    pub fn edit_draft(&self, id: &str, edit: &DraftEdit) -> Result<()> {
+        self.write(|tx| draft::edit(tx, id, edit))
+    }
+
+    pub fn draft(&self, id: &str) -> Result<Draft> {
+        self.read(|c| draft::get(c, id))
+    }
+
+    /// Newest first; `state` filters.
+    pub fn drafts(&self, state: Option<State>, limit: u32) -> Result<Vec<DraftSummary>> {
+        self.read(|c| draft::list(c, state, limit))
+    }
+
+    /// Every problem that would stop the draft from being queued (empty when it is ready).
+    pub fn validate_draft(&self, id: &str) -> Result<Vec<draft::Problem>> {
+        self.read(|c| {
+            let d = draft::get(c, id)?;
+            let def = catalog::definition(c, &d.service_code)?;
+            Ok(draft::validate(&d, def.as_ref()))
+        })
+    }
+
+    /// Validates and queues the draft; on failure returns `Error::Invalid` with every problem.
+    pub fn submit_draft(&self, id: &str) -> Result<()> {
+        self.write(|tx| draft::submit(tx, id))
+    }
+
+    /// Takes a queued request back to a draft so it can be edited.
+    pub fn withdraw_draft(&self, id: &str) -> Result<()> {
+        self.write(|tx| draft::transition(tx, id, &[State::Queued], State::Draft, None, "withdraw"))
+    }
+
+    pub fn delete_draft(&self, id: &str) -> Result<()> {
+        self.write(|tx| draft::delete(tx, id))
+    }
+
+    /// The request was handed to the server.
+    pub fn mark_sent(&self, id: &str) -> Result<()> {
+        self.write(|tx| draft::transition(tx, id, &[State::Queued], State::Sent, None, "send"))
+    }
+
+    /// The server refused the request: it goes back to a draft with the reason in its history.
+    pub fn mark_rejected(&self, id: &str, reason: &str) -> Result<()> {
+        self.write(|tx| {
+            draft::transition(
+                tx,
+                id,
+                &[State::Queued, State::Sent],
+                State::Draft,
+                Some(reason),
+                "reject",
+            )
+        })
+    }
+
+    pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
+        self.write(|tx| draft::accept(tx, id, service_request_id))
+    }
+
+    pub fn apply_server_status(&self, id: &str, status: State, note: Option<&str>) -> Result<()> {
+        self.write(|tx| draft::server_status(tx, id, status, note))
+    }
+}
+
+/// Refuses a file that is not SQLite, or is shorter than its own header says, before SQLite
+/// opens it for writing.
+fn check_header(path: &Path) -> Result<()> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    if len < 100 || file.read_exact(&mut header).is_err() || &header[..16] != b"SQLite format 3\0" {
+        return Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    let pages = u64::from(u32::from_be_bytes([
+        header[28], header[29], header[30], header[31],
+    ]));
+    // The page count is only valid when the change counter matches "version-valid-for".
+    let valid = header[24..28] == header[92..96];
+    if valid && pages > 0 && len < pages * page_size {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the file is {len} bytes but its header says {} (truncated?)",
+                pages * page_size
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotADatabase {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        _ => Error::Sqlite(e),
+    }
+}
