@@ -1,1 +1,205 @@
-fn main() {}
+//! `curbside`: the core from a terminal, for field laptops, scripts and demos. Every command
+//! takes `--json` for scripting; errors are one line on stderr (or a JSON object with `--json`)
+//! and a non-zero exit.
+
+mod edit;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use curbside_core::{Catalog, Error, State, Store};
+
+use edit::EditArgs;
+use output::Out;
+
+#[derive(Parser)]
+#[command(
+    name = "curbside",
+    version,
+    about = "Report city problems offline (311)"
+)]
+struct Cli {
+    /// The store file (created when missing).
+    #[arg(
+        long,
+        global = true,
+        env = "CURBSIDE_DB",
+        default_value = "curbside.db"
+    )]
+    db: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the services residents can report.
+    Services,
+    /// Show a service and the questions its form asks.
+    Service { code: String },
+    /// Replace or export the service catalogue.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Write, check and queue requests offline.
+    #[command(subcommand)]
+    Draft(DraftCommand),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Import an Open311 service list (array or {"services":[…]}, optionally with
+    /// "definitions"), plus definition files (`services/{code}.json`).
+    Import {
+        file: PathBuf,
+        #[arg(long = "definition")]
+        definitions: Vec<PathBuf>,
+    },
+    /// Print the catalogue in the form `catalog import` reads.
+    Export,
+}
+
+#[derive(Subcommand)]
+enum DraftCommand {
+    /// Start a draft for a service.
+    New {
+        code: String,
+        #[command(flatten)]
+        edit: EditArgs,
+    },
+    /// Newest first.
+    List {
+        /// draft, queued, sent, accepted, in_progress, scheduled, completed, cancelled
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    Show {
+        id: String,
+    },
+    /// Change a draft's fields.
+    Set {
+        id: String,
+        #[command(flatten)]
+        edit: EditArgs,
+    },
+    /// Validate and queue for sending; lists every problem otherwise.
+    Submit {
+        id: String,
+    },
+    /// Take a queued request back to a draft.
+    Withdraw {
+        id: String,
+    },
+    /// Delete a request that has not been sent.
+    Delete {
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    match run(cli, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            match e {
+                Error::Invalid(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn run(cli: Cli, out: &Out) -> Result<(), Error> {
+    let store = Store::open(&cli.db)?;
+    match cli.command {
+        Command::Services => out.services(&store.services()?),
+        Command::Service { code } => out.service(&store.service(&code)?, &store.definition(&code)?),
+        Command::Catalog(CatalogCommand::Import { file, definitions }) => {
+            let mut catalog = Catalog::parse(&read(&file)?)?;
+            for d in &definitions {
+                catalog.add_definition_json(&read(d)?)?;
+            }
+            store.import_catalog(&catalog)?;
+            out.done(&format!(
+                "imported {} services ({} with definitions)",
+                catalog.services.len(),
+                catalog.definitions.len()
+            ));
+        }
+        Command::Catalog(CatalogCommand::Export) => {
+            let mut catalog = Catalog {
+                services: store.services()?,
+                definitions: Vec::new(),
+            };
+            for s in &catalog.services {
+                let d = store.definition(&s.code)?;
+                if !d.attributes.is_empty() {
+                    catalog.definitions.push(d);
+                }
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&catalog.to_json()).expect("JSON")
+            );
+        }
+        Command::Draft(DraftCommand::New { code, edit }) => {
+            let id = store.create_draft(&code, &edit.into_edit(None)?)?;
+            out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
+        }
+        Command::Draft(DraftCommand::List { state, limit }) => {
+            let state = state
+                .map(|s| {
+                    State::parse(&s).ok_or_else(|| {
+                        Error::Invalid(vec![curbside_core::Problem::new(
+                            "state",
+                            curbside_core::ProblemKind::OutOfRange,
+                            format!(
+                                "{s:?} is not one of: {}",
+                                State::ALL.map(State::as_str).join(", ")
+                            ),
+                        )])
+                    })
+                })
+                .transpose()?;
+            out.drafts(&store.drafts(state, limit)?);
+        }
+        Command::Draft(DraftCommand::Show { id }) => {
+            out.draft(&store.draft(&id)?, &store.validate_draft(&id)?)
+        }
+        Command::Draft(DraftCommand::Set { id, edit }) => {
+            let current = store.draft(&id)?;
+            store.edit_draft(&id, &edit.into_edit(Some(&current))?)?;
+            out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
+        }
+        Command::Draft(DraftCommand::Submit { id }) => {
+            store.submit_draft(&id)?;
+            out.draft(&store.draft(&id)?, &[]);
+        }
+        Command::Draft(DraftCommand::Withdraw { id }) => {
+            store.withdraw_draft(&id)?;
+            out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
+        }
+        Command::Draft(DraftCommand::Delete { id }) => {
+            store.delete_draft(&id)?;
+            out.done(&format!("deleted {id}"));
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    })
+}

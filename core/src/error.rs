@@ -63,7 +63,7 @@ pub enum Error {
 
 impl Error {
     /// One problem, for edits that are checked as they are made.
-    pub(crate) fn invalid(problem: Problem) -> Self {
+    pub fn invalid(problem: Problem) -> Self {
         Error::Invalid(vec![problem])
     }
 }

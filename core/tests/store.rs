@@ -70,7 +70,9 @@ fn schema_of(path: &Path) -> BTreeMap<String, String> {
         };
         out.insert(format!("{kind} {name} on {table}"), detail.join("\n"));
     }
-    let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     out.insert("user_version".into(), version.to_string());
     out
 }
@@ -100,7 +102,11 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     assert_eq!(d.history.len(), 1);
     drop(store);
     assert_eq!(schema_of(&old), schema_of(&fresh));
-    assert_eq!(schema::VERSION, 2, "add the new version's snapshot to this test");
+    assert_eq!(
+        schema::VERSION,
+        2,
+        "add the new version's snapshot to this test"
+    );
 }
 
 #[test]
@@ -108,9 +114,16 @@ fn files_that_are_not_ours_or_are_newer_or_damaged_are_refused_and_left_untouche
     let dir = tempfile::tempdir().unwrap();
 
     let text = dir.path().join("notes.txt");
-    fs::write(&text, "shopping list: milk, eggs, a long enough text to look like a page ".repeat(4)).unwrap();
+    fs::write(
+        &text,
+        "shopping list: milk, eggs, a long enough text to look like a page ".repeat(4),
+    )
+    .unwrap();
     let before = fs::read(&text).unwrap();
-    assert!(matches!(Store::open(&text), Err(Error::NotADatabase { .. })));
+    assert!(matches!(
+        Store::open(&text),
+        Err(Error::NotADatabase { .. })
+    ));
     assert_eq!(fs::read(&text).unwrap(), before);
 
     let foreign = dir.path().join("other-app.db");
@@ -119,7 +132,10 @@ fn files_that_are_not_ours_or_are_newer_or_damaged_are_refused_and_left_untouche
         .execute_batch("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('x');")
         .unwrap();
     let before = fs::read(&foreign).unwrap();
-    assert!(matches!(Store::open(&foreign), Err(Error::NotADatabase { .. })));
+    assert!(matches!(
+        Store::open(&foreign),
+        Err(Error::NotADatabase { .. })
+    ));
     assert_eq!(fs::read(&foreign).unwrap(), before);
 
     let newer = dir.path().join("newer.db");
@@ -153,7 +169,9 @@ fn files_that_are_not_ours_or_are_newer_or_damaged_are_refused_and_left_untouche
     let full = fs::read(&truncated).unwrap();
     fs::write(&truncated, &full[..full.len() / 2]).unwrap();
     let before = fs::read(&truncated).unwrap();
-    let err = Store::open(&truncated).err().expect("a truncated file is refused");
+    let err = Store::open(&truncated)
+        .err()
+        .expect("a truncated file is refused");
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(fs::read(&truncated).unwrap(), before);
 }
@@ -166,7 +184,10 @@ fn a_draft_goes_from_offline_draft_to_the_citys_status_with_every_step_in_its_hi
 
     let d = store.draft(&id).unwrap();
     assert_eq!(d.state, State::Draft);
-    assert_eq!(d.service_name.as_deref(), Some("Report minor pothole damage"));
+    assert_eq!(
+        d.service_name.as_deref(),
+        Some("Report minor pothole damage")
+    );
     assert_eq!(d.attributes["HAZARDS"], vec!["cyclists", "water"]);
     assert_eq!(d.location.unwrap().accuracy_m, Some(6.0));
 
@@ -174,10 +195,18 @@ fn a_draft_goes_from_offline_draft_to_the_citys_status_with_every_step_in_its_hi
     store.mark_sent(&id).unwrap();
     store.mark_accepted(&id, "101005570514").unwrap();
     store
-        .apply_server_status(&id, State::Scheduled, Some("In progress - The request has been scheduled."))
+        .apply_server_status(
+            &id,
+            State::Scheduled,
+            Some("In progress - The request has been scheduled."),
+        )
         .unwrap();
     store
-        .apply_server_status(&id, State::Completed, Some("Completed - The request has been concluded."))
+        .apply_server_status(
+            &id,
+            State::Completed,
+            Some("Completed - The request has been concluded."),
+        )
         .unwrap();
 
     let d = store.draft(&id).unwrap();
@@ -187,35 +216,70 @@ fn a_draft_goes_from_offline_draft_to_the_citys_status_with_every_step_in_its_hi
     let steps: Vec<State> = d.history.iter().map(|h| h.to).collect();
     assert_eq!(
         steps,
-        [State::Draft, State::Queued, State::Sent, State::Accepted, State::Scheduled, State::Completed]
+        [
+            State::Draft,
+            State::Queued,
+            State::Sent,
+            State::Accepted,
+            State::Scheduled,
+            State::Completed
+        ]
     );
-    assert!(d.history.windows(2).all(|w| w[0].at <= w[1].at && w[1].from == Some(w[0].to)));
-    assert_eq!(d.status_notes.as_deref(), Some("Completed - The request has been concluded."));
+    assert!(d
+        .history
+        .windows(2)
+        .all(|w| w[0].at <= w[1].at && w[1].from == Some(w[0].to)));
+    assert_eq!(
+        d.status_notes.as_deref(),
+        Some("Completed - The request has been concluded.")
+    );
 
     // Sent requests belong to the city: they cannot be edited or deleted here.
-    assert!(matches!(store.edit_draft(&id, &DraftEdit::default()), Err(Error::WrongState { .. })));
-    assert!(matches!(store.delete_draft(&id), Err(Error::WrongState { .. })));
+    assert!(matches!(
+        store.edit_draft(&id, &DraftEdit::default()),
+        Err(Error::WrongState { .. })
+    ));
+    assert!(matches!(
+        store.delete_draft(&id),
+        Err(Error::WrongState { .. })
+    ));
 }
 
 #[test]
 fn submitting_an_incomplete_draft_lists_every_problem_at_its_field() {
     let (_dir, store) = open_temp();
-    let id = store.create_draft("ANS-WILDLIFE-INJURED", &DraftEdit::default()).unwrap();
+    let id = store
+        .create_draft("ANS-WILDLIFE-INJURED", &DraftEdit::default())
+        .unwrap();
     let problems = match store.submit_draft(&id) {
         Err(Error::Invalid(p)) => p,
         other => panic!("expected problems, got {other:?}"),
     };
-    let fields: Vec<(&str, ProblemKind)> = problems.iter().map(|p| (p.field.as_str(), p.kind)).collect();
+    let fields: Vec<(&str, ProblemKind)> = problems
+        .iter()
+        .map(|p| (p.field.as_str(), p.kind))
+        .collect();
     for expected in [
         ("attribute[ANIMAL]", ProblemKind::Required),
         ("attribute[CONTAINED]", ProblemKind::Required),
         ("attribute[SEEN_AT]", ProblemKind::Required),
         ("location", ProblemKind::Required),
     ] {
-        assert!(fields.contains(&expected), "{expected:?} missing from {fields:?}");
+        assert!(
+            fields.contains(&expected),
+            "{expected:?} missing from {fields:?}"
+        );
     }
-    assert_eq!(fields.len(), 4, "optional attributes are not problems: {fields:?}");
-    assert_eq!(store.draft(&id).unwrap().state, State::Draft, "a failed submit changes nothing");
+    assert_eq!(
+        fields.len(),
+        4,
+        "optional attributes are not problems: {fields:?}"
+    );
+    assert_eq!(
+        store.draft(&id).unwrap().state,
+        State::Draft,
+        "a failed submit changes nothing"
+    );
 
     // An address is enough in place of a location.
     store
@@ -279,13 +343,17 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
         attributes: vec![("SIZE".into(), vec!["small".into(), "large".into()])],
         ..DraftEdit::default()
     };
-    assert!(matches!(store.edit_draft(&id, &two_sizes), Err(Error::Invalid(p)) if p[0].kind == ProblemKind::OneValueOnly));
+    assert!(
+        matches!(store.edit_draft(&id, &two_sizes), Err(Error::Invalid(p)) if p[0].kind == ProblemKind::OneValueOnly)
+    );
 
     let huge = DraftEdit {
         description: Some("a".repeat(10 * 1024 * 1024)),
         ..DraftEdit::default()
     };
-    assert!(matches!(store.edit_draft(&id, &huge), Err(Error::Invalid(p)) if p[0].kind == ProblemKind::TooLong));
+    assert!(
+        matches!(store.edit_draft(&id, &huge), Err(Error::Invalid(p)) if p[0].kind == ProblemKind::TooLong)
+    );
     // 4,000 characters are fine even when each is several bytes.
     let exactly = DraftEdit {
         description: Some("é".repeat(4_000)),
@@ -293,28 +361,56 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
     };
     store.create_draft("CSROWR-12", &exactly).unwrap();
 
-    for (lat, lon) in [(f64::NAN, 1.0), (0.0, 0.0), (95.0, 1.0), (1.0, f64::NEG_INFINITY)] {
+    for (lat, lon) in [
+        (f64::NAN, 1.0),
+        (0.0, 0.0),
+        (95.0, 1.0),
+        (1.0, f64::NEG_INFINITY),
+    ] {
         // Location::new refuses these; a hand-built one is refused by the store as well.
-        let location = Location { lat, lon, accuracy_m: None, source: LocationSource::Gps };
-        let edit = DraftEdit { location: Some(Some(location)), ..DraftEdit::default() };
-        assert!(matches!(store.edit_draft(&id, &edit), Err(Error::Invalid(p)) if p[0].field == "location"));
+        let location = Location {
+            lat,
+            lon,
+            accuracy_m: None,
+            source: LocationSource::Gps,
+        };
+        let edit = DraftEdit {
+            location: Some(Some(location)),
+            ..DraftEdit::default()
+        };
+        assert!(
+            matches!(store.edit_draft(&id, &edit), Err(Error::Invalid(p)) if p[0].field == "location")
+        );
     }
     let contact = DraftEdit {
-        contact: Some(Contact { email: Some("not an email".into()), phone: Some("12".into()), ..Contact::default() }),
+        contact: Some(Contact {
+            email: Some("not an email".into()),
+            phone: Some("12".into()),
+            ..Contact::default()
+        }),
         ..DraftEdit::default()
     };
     assert!(matches!(store.edit_draft(&id, &contact), Err(Error::Invalid(p)) if p.len() == 2));
 
     assert!(matches!(store.draft("not-a-uuid"), Err(Error::BadId(_))));
-    assert!(matches!(store.draft("0190f3a0-0000-7000-8000-00000000ffff"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.draft("0190f3a0-0000-7000-8000-00000000ffff"),
+        Err(Error::NotFound(_))
+    ));
 
-    assert_eq!(store.draft(&id).unwrap(), before, "no failed edit changed the draft");
+    assert_eq!(
+        store.draft(&id).unwrap(),
+        before,
+        "no failed edit changed the draft"
+    );
 }
 
 #[test]
 fn reimporting_a_catalogue_replaces_it_and_keeps_drafts_of_vanished_services() {
     let (_dir, store) = open_temp();
-    let wildlife = store.create_draft("ANS-WILDLIFE-DEAD", &DraftEdit::default()).unwrap();
+    let wildlife = store
+        .create_draft("ANS-WILDLIFE-DEAD", &DraftEdit::default())
+        .unwrap();
     let pothole = store.create_draft("CSROWR-12", &pothole_edit()).unwrap();
 
     let newer = Catalog::parse(
@@ -336,9 +432,16 @@ fn reimporting_a_catalogue_replaces_it_and_keeps_drafts_of_vanished_services() {
     assert_eq!(gone.service_name, None);
     let problems = store.validate_draft(&wildlife).unwrap();
     assert_eq!(problems[0].kind, ProblemKind::ServiceGone);
-    assert!(store.drafts(None, 10).unwrap().iter().any(|s| s.id == wildlife));
+    assert!(store
+        .drafts(None, 10)
+        .unwrap()
+        .iter()
+        .any(|s| s.id == wildlife));
 
-    assert_eq!(store.draft(&pothole).unwrap().service_name.as_deref(), Some("Pothole (2027)"));
+    assert_eq!(
+        store.draft(&pothole).unwrap().service_name.as_deref(),
+        Some("Pothole (2027)")
+    );
     store.submit_draft(&pothole).unwrap();
 
     // A catalogue that fails to parse never reaches the store.
@@ -355,11 +458,20 @@ fn lists_are_newest_first_and_filter_by_state() {
     }
     store.submit_draft(&ids[1]).unwrap();
     store.submit_draft(&ids[3]).unwrap();
-    let all: Vec<String> = store.drafts(None, 100).unwrap().into_iter().map(|s| s.id).collect();
+    let all: Vec<String> = store
+        .drafts(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(all, newest_first);
-    let queued: Vec<String> =
-        store.drafts(Some(State::Queued), 100).unwrap().into_iter().map(|s| s.id).collect();
+    let queued: Vec<String> = store
+        .drafts(Some(State::Queued), 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(queued, vec![ids[3].clone(), ids[1].clone()]);
     store.delete_draft(&ids[0]).unwrap();
     assert!(matches!(store.draft(&ids[0]), Err(Error::NotFound(_))));
@@ -374,7 +486,10 @@ fn contact_details_never_appear_in_debug_output() {
         ..Contact::default()
     };
     let shown = format!("{contact:?}");
-    assert!(!shown.contains("Alice") && !shown.contains("alice@"), "{shown}");
+    assert!(
+        !shown.contains("Alice") && !shown.contains("alice@"),
+        "{shown}"
+    );
 }
 
 fn uuid_version(id: &str) -> u32 {

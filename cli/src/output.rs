@@ -1,0 +1,166 @@
+//! What the commands print: short text for people, stable JSON for scripts.
+
+use curbside_core::clock::rfc3339;
+use curbside_core::{Draft, DraftSummary, Error, Problem, Service, ServiceDefinition};
+use serde_json::{json, Value};
+
+pub struct Out {
+    pub json: bool,
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialise")
+    );
+}
+
+impl Out {
+    pub fn services(&self, services: &[Service]) {
+        if self.json {
+            return print_json(&json!(services));
+        }
+        for s in services {
+            println!("{:<24} {}", s.code, s.name);
+        }
+    }
+
+    pub fn service(&self, service: &Service, definition: &ServiceDefinition) {
+        if self.json {
+            return print_json(&json!({ "service": service, "definition": definition }));
+        }
+        println!(
+            "{} — {} ({})",
+            service.code,
+            service.name,
+            service.kind.as_str()
+        );
+        if let Some(d) = &service.description {
+            println!("{d}");
+        }
+        for a in &definition.attributes {
+            if !a.variable {
+                println!("  ℹ {}", a.description);
+                continue;
+            }
+            let need = if a.required { "required" } else { "optional" };
+            println!(
+                "  {} ({}, {need}): {}",
+                a.code,
+                a.datatype.as_str(),
+                a.description
+            );
+            for v in &a.values {
+                println!("      {:<14} {}", v.key, v.name);
+            }
+        }
+    }
+
+    pub fn drafts(&self, drafts: &[DraftSummary]) {
+        if self.json {
+            return print_json(&json!(drafts));
+        }
+        if drafts.is_empty() {
+            println!("no requests");
+        }
+        for d in drafts {
+            let name = d
+                .service_name
+                .as_deref()
+                .unwrap_or("(service no longer offered)");
+            println!("{}  {:<11} {}  {}", d.id, d.state.as_str(), name, d.excerpt);
+        }
+    }
+
+    /// A draft and, while it is one, what still stops it from being queued.
+    pub fn draft(&self, draft: &Draft, problems: &[Problem]) {
+        let problems: &[Problem] = if draft.state == curbside_core::State::Draft {
+            problems
+        } else {
+            &[]
+        };
+        if self.json {
+            return print_json(&json!({ "request": draft, "problems": problems }));
+        }
+        let name = draft
+            .service_name
+            .as_deref()
+            .unwrap_or("(service no longer offered)");
+        println!("{}  {}", draft.id, draft.state);
+        println!("  service      {} — {name}", draft.service_code);
+        if let Some(id) = &draft.service_request_id {
+            println!("  city id      {id}");
+        }
+        if !draft.description.is_empty() {
+            println!("  description  {}", draft.description);
+        }
+        for (code, values) in &draft.attributes {
+            println!("  {code:<12} {}", values.join(", "));
+        }
+        match &draft.location {
+            Some(l) => println!(
+                "  location     {:.6}, {:.6}{} ({})",
+                l.lat,
+                l.lon,
+                l.accuracy_m.map(|a| format!(" ±{a} m")).unwrap_or_default(),
+                l.source.as_str()
+            ),
+            None => println!("  location     —"),
+        }
+        if let Some(a) = &draft.address {
+            println!("  address      {a}");
+        }
+        if draft.anonymous {
+            println!("  anonymous    yes: the city gets no contact details");
+        } else if !draft.contact.is_empty() {
+            println!("  contact      given (private: sent to the city only)");
+        }
+        if let Some(n) = &draft.status_notes {
+            println!("  city says    {n}");
+        }
+        println!("  history");
+        for h in &draft.history {
+            let from = h.from.map(|s| format!("{s} → ")).unwrap_or_default();
+            let note = h
+                .note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default();
+            println!("    {}  {from}{}{note}", rfc3339(h.at), h.to);
+        }
+        if !problems.is_empty() {
+            println!("  to fix before submitting:");
+            for p in problems {
+                println!("    {p}");
+            }
+        }
+    }
+
+    pub fn done(&self, message: &str) {
+        if self.json {
+            print_json(&json!({ "ok": true, "message": message }));
+        } else {
+            println!("{message}");
+        }
+    }
+
+    pub fn error(&self, e: &Error) {
+        let problems = match e {
+            Error::Invalid(p) => p.as_slice(),
+            _ => &[],
+        };
+        if self.json {
+            return print_json(
+                &json!({ "error": { "message": e.to_string(), "problems": problems } }),
+            );
+        }
+        if problems.len() > 1 {
+            eprintln!("curbside: {} problems:", problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+        } else {
+            eprintln!("curbside: {e}");
+        }
+    }
+}

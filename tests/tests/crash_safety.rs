@@ -1,0 +1,110 @@
+//! SIGKILL a process that is writing drafts, at random moments, again and again; after each
+//! kill the file must pass `integrity_check` and hold every write the process reported done.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use curbside_core::{State, Store};
+
+const KILLS: usize = 220;
+
+#[test]
+fn every_reported_write_survives_sigkill_at_random_moments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    // What the writers said they had done: id → (highest description seq, submitted?).
+    let mut reported: HashMap<String, (u64, bool)> = HashMap::new();
+    let mut total_lines = 0;
+    let mut killed_mid_write = 0;
+    for round in 0..KILLS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+            .arg(&db)
+            .arg((round as u64 + 1).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Early rounds die while the file is still being created and migrated; later ones in
+        // the middle of a stream of transactions.
+        std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
+        child.kill().unwrap(); // SIGKILL
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            killed_mid_write += 1;
+        }
+        // A line without its newline was cut by the kill: not reported.
+        let complete = out.rfind('\n').map_or("", |i| &out[..i]);
+        for line in complete.lines() {
+            total_lines += 1;
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["created", id, seq] | ["edited", id, seq] => {
+                    let e = reported.entry(id.to_string()).or_default();
+                    e.0 = e.0.max(seq.parse().unwrap());
+                }
+                ["submitted", id] => reported.entry(id.to_string()).or_default().1 = true,
+                _ => panic!("unexpected line {line:?}"),
+            }
+        }
+
+        if !db.exists() {
+            continue;
+        }
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let verdict: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(verdict, "ok", "round {round}");
+        drop(conn);
+        // The app's own open must accept what the kill left behind.
+        let store = Store::open(&db).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        drop(store);
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let stored: HashMap<String, (u64, String)> = conn
+            .prepare("SELECT id, description, state FROM requests")
+            .unwrap()
+            .query_map([], |r| {
+                let d: String = r.get(1)?;
+                Ok((
+                    r.get(0)?,
+                    (d.split(' ').nth(1).unwrap().parse().unwrap(), r.get(2)?),
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, (seq, submitted)) in &reported {
+            let (has, state) = stored
+                .get(id)
+                .unwrap_or_else(|| panic!("round {round}: reported {id} is gone"));
+            assert!(
+                has >= seq,
+                "round {round}: {id} lost edit {seq} (has {has})"
+            );
+            if *submitted {
+                assert_eq!(
+                    state,
+                    State::Queued.as_str(),
+                    "round {round}: {id} lost its submission"
+                );
+            }
+        }
+    }
+    assert!(
+        total_lines > 1_000,
+        "the writers did real work: {total_lines} writes"
+    );
+    assert!(
+        killed_mid_write >= KILLS / 2,
+        "most rounds ended in a kill: {killed_mid_write}"
+    );
+}
