@@ -1,0 +1,81 @@
+//! The server's embedded store: one SQLite file in the data directory (WAL). For now it holds
+//! the catalogue the server publishes; the sync tables join it with the sync protocol.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use curbside_core::Catalog;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::ServerError;
+
+const VERSION: u32 = 1;
+const SCHEMA: &str = "
+CREATE TABLE catalog (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    document    TEXT NOT NULL,
+    imported_at INTEGER NOT NULL
+);";
+
+pub struct ServerDb {
+    conn: Mutex<Connection>,
+}
+
+impl ServerDb {
+    pub fn open(dir: &Path) -> Result<ServerDb, ServerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Startup(format!("data directory {}: {e}", dir.display())))?;
+        let path = dir.join("curbside-server.sqlite");
+        let mut conn = Connection::open(&path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > VERSION {
+            return Err(ServerError::Startup(format!(
+                "{} was written by a newer server (schema {version}); this one knows {VERSION}",
+                path.display()
+            )));
+        }
+        if version == 0 {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            write_catalog(&tx, &Catalog::toronto())?;
+            tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+            tx.commit()?;
+        }
+        Ok(ServerDb {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn replace_catalog(&self, catalog: &Catalog) -> Result<(), ServerError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        write_catalog(&tx, catalog)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Result<Catalog, ServerError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let doc: Option<String> = conn
+            .query_row("SELECT document FROM catalog WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match doc {
+            Some(doc) => Ok(Catalog::parse(doc.as_bytes())?),
+            None => Ok(Catalog::toronto()),
+        }
+    }
+}
+
+fn write_catalog(tx: &Transaction, catalog: &Catalog) -> Result<(), ServerError> {
+    tx.execute(
+        "INSERT INTO catalog (id, document, imported_at) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET document = excluded.document, imported_at = excluded.imported_at",
+        rusqlite::params![catalog.to_json().to_string(), curbside_core::clock::now_ms()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Open311 GeoReport v2: service discovery, the service list and service definitions, in JSON
+//! and XML (the spec requires XML; JSON is its mechanical mapping). Errors are the spec's error
+//! arrays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use curbside_core::{Attribute, Service, ServiceDefinition};
+use serde_json::{json, Value};
+
+use crate::{AppState, ServerError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    /// Splits `name.json` / `name.xml` into the name and its format.
+    fn split(file: &str) -> Option<(&str, Format)> {
+        if let Some(stem) = file.strip_suffix(".json") {
+            Some((stem, Format::Json))
+        } else {
+            file.strip_suffix(".xml").map(|stem| (stem, Format::Xml))
+        }
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/discovery.json", get(|s, h| discovery(s, h, Format::Json)))
+        .route("/discovery.xml", get(|s, h| discovery(s, h, Format::Xml)))
+        .route("/services.json", get(|s, q| services(s, q, Format::Json)))
+        .route("/services.xml", get(|s, q| services(s, q, Format::Xml)))
+        .route("/services/{file}", get(definition))
+}
+
+/// An optional parameter sent empty counts as absent (spec); another jurisdiction is a 404.
+fn check_jurisdiction(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<(), ServerError> {
+    match params.get("jurisdiction_id").map(|j| j.trim()) {
+        Some(j) if !j.is_empty() && !j.eq_ignore_ascii_case(&state.jurisdiction) => Err(
+            ServerError::NotFound(format!("jurisdiction_id {j:?} is not served here")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+async fn services(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+    format: Format,
+) -> Response {
+    if let Err(e) = check_jurisdiction(&state, &params) {
+        return e.respond(format);
+    }
+    match format {
+        Format::Json => json_body(&state.catalog.services_open311()),
+        Format::Xml => {
+            let mut x = Xml::new("services");
+            for s in &state.catalog.services {
+                service_xml(&mut x, s);
+            }
+            x.finish()
+        }
+    }
+}
+
+async fn definition(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    Query(params): Params,
+) -> Response {
+    let Some((code, format)) = Format::split(&file) else {
+        return ServerError::NotFound(format!("no such resource: /services/{file}"))
+            .respond(Format::Json);
+    };
+    if let Err(e) = check_jurisdiction(&state, &params) {
+        return e.respond(format);
+    }
+    let Some(_) = state.catalog.service(code) else {
+        return ServerError::NotFound(format!("service_code {code:?} not found")).respond(format);
+    };
+    match format {
+        Format::Json => json_body(
+            &state
+                .catalog
+                .definition_open311(code)
+                .expect("service exists"),
+        ),
+        Format::Xml => {
+            let empty = ServiceDefinition {
+                service_code: code.to_string(),
+                attributes: Vec::new(),
+            };
+            let def = state.catalog.definition(code).unwrap_or(&empty);
+            let mut x = Xml::new("service_definition");
+            x.leaf("service_code", code);
+            x.open("attributes");
+            for a in &def.attributes {
+                attribute_xml(&mut x, a);
+            }
+            x.close("attributes");
+            x.finish()
+        }
+    }
+}
+
+async fn discovery(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    format: Format,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let url = format!("http://{host}/");
+    let changeset = "2026-11-23T00:00:00Z";
+    let formats = ["text/xml", "application/json"];
+    match format {
+        Format::Json => json_body(&json!({
+            "changeset": changeset,
+            "contact": format!("Open311 endpoint for {}", state.jurisdiction),
+            "key_service": format!("Ask the operator of {} for an api_key", state.jurisdiction),
+            "endpoints": [{
+                "specification": "http://wiki.open311.org/GeoReport_v2",
+                "url": url,
+                "changeset": changeset,
+                "type": "production",
+                "formats": formats,
+            }],
+        })),
+        Format::Xml => {
+            let mut x = Xml::new("discovery");
+            x.leaf("changeset", changeset);
+            x.leaf(
+                "contact",
+                &format!("Open311 endpoint for {}", state.jurisdiction),
+            );
+            x.open("endpoints");
+            x.open("endpoint");
+            x.leaf("specification", "http://wiki.open311.org/GeoReport_v2");
+            x.leaf("url", &url);
+            x.leaf("changeset", changeset);
+            x.leaf("type", "production");
+            x.open("formats");
+            for f in formats {
+                x.leaf("format", f);
+            }
+            x.close("formats");
+            x.close("endpoint");
+            x.close("endpoints");
+            x.finish()
+        }
+    }
+}
+
+/// Anything else: a 404 in the format the path asks for.
+pub async fn not_found(uri: Uri) -> Response {
+    let format = if uri.path().ends_with(".xml") {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    ServerError::NotFound(format!("no such resource: {}", uri.path())).respond(format)
+}
+
+pub fn error_body(format: Format, status: StatusCode, description: &str) -> Response {
+    let body = match format {
+        Format::Json => {
+            return (
+                status,
+                json_body(&json!([{ "code": status.as_u16(), "description": description }])),
+            )
+                .into_response()
+        }
+        Format::Xml => {
+            let mut x = Xml::new("errors");
+            x.open("error");
+            x.leaf("code", &status.as_u16().to_string());
+            x.leaf("description", description);
+            x.close("error");
+            x.finish()
+        }
+    };
+    (status, body).into_response()
+}
+
+fn json_body(v: &Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn service_xml(x: &mut Xml, s: &Service) {
+    x.open("service");
+    x.leaf("service_code", &s.code);
+    x.leaf("service_name", &s.name);
+    x.leaf("description", s.description.as_deref().unwrap_or(""));
+    x.leaf("metadata", if s.metadata { "true" } else { "false" });
+    x.leaf("type", s.kind.as_str());
+    x.leaf("keywords", s.keywords.as_deref().unwrap_or(""));
+    x.leaf("group", s.group.as_deref().unwrap_or(""));
+    x.close("service");
+}
+
+fn attribute_xml(x: &mut Xml, a: &Attribute) {
+    x.open("attribute");
+    x.leaf("variable", if a.variable { "true" } else { "false" });
+    x.leaf("code", &a.code);
+    x.leaf("datatype", a.datatype.as_str());
+    x.leaf("required", if a.required { "true" } else { "false" });
+    x.leaf(
+        "datatype_description",
+        a.datatype_description.as_deref().unwrap_or(""),
+    );
+    x.leaf("order", &a.order.to_string());
+    x.leaf("description", &a.description);
+    if a.datatype.is_list() {
+        x.open("values");
+        for v in &a.values {
+            x.open("value");
+            x.leaf("key", &v.key);
+            x.leaf("name", &v.name);
+            x.close("value");
+        }
+        x.close("values");
+    }
+    x.close("attribute");
+}
+
+/// A small writer for the flat documents Open311 uses; text is escaped.
+struct Xml {
+    out: String,
+    root: &'static str,
+}
+
+impl Xml {
+    fn new(root: &'static str) -> Xml {
+        let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+        out.push_str(&format!("<{root}>"));
+        Xml { out, root }
+    }
+
+    fn open(&mut self, tag: &str) {
+        self.out.push_str(&format!("<{tag}>"));
+    }
+
+    fn close(&mut self, tag: &str) {
+        self.out.push_str(&format!("</{tag}>"));
+    }
+
+    fn leaf(&mut self, tag: &str, text: &str) {
+        self.open(tag);
+        for c in text.chars() {
+            match c {
+                '&' => self.out.push_str("&amp;"),
+                '<' => self.out.push_str("&lt;"),
+                '>' => self.out.push_str("&gt;"),
+                '"' => self.out.push_str("&quot;"),
+                '\'' => self.out.push_str("&apos;"),
+                // Characters XML 1.0 cannot carry at all.
+                c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+                c => self.out.push(c),
+            }
+        }
+        self.close(tag);
+    }
+
+    fn finish(mut self) -> Response {
+        self.out.push_str(&format!("</{}>", self.root));
+        (
+            [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+            self.out,
+        )
+            .into_response()
+    }
+}
