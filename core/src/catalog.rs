@@ -3,7 +3,8 @@
 //! JSON integers, a `{"services":[…]}` wrapper, nulls) and strict about what would make a form
 //! impossible to fill in (a list attribute without values, two attributes with one code).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -519,7 +520,47 @@ pub(crate) fn replace(tx: &Transaction, catalog: &Catalog) -> Result<()> {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [crate::clock::now_ms().to_string()],
     )?;
+    // Tells every process's DefinitionCache that its copies are stale.
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('catalog_generation', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [],
+    )?;
     Ok(())
+}
+
+/// Parsed service definitions, kept between calls: validating a draft must not re-read and
+/// re-parse its definition each time. Entries are dropped when the stored catalogue's
+/// generation changes, whichever process replaced it.
+#[derive(Default)]
+pub(crate) struct DefinitionCache {
+    inner: Mutex<(String, HashMap<String, Option<Arc<ServiceDefinition>>>)>,
+}
+
+impl DefinitionCache {
+    pub(crate) fn get(
+        &self,
+        conn: &Connection,
+        code: &str,
+    ) -> Result<Option<Arc<ServiceDefinition>>> {
+        let generation: String = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'catalog_generation'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default();
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (cached_generation, entries) = &mut *guard;
+        if *cached_generation != generation {
+            *cached_generation = generation;
+            entries.clear();
+        }
+        if let Some(d) = entries.get(code) {
+            return Ok(d.clone());
+        }
+        let d = definition(conn, code)?.map(Arc::new);
+        entries.insert(code.to_string(), d.clone());
+        Ok(d)
+    }
 }
 
 fn service_from_row(row: &rusqlite::Row) -> rusqlite::Result<Service> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::catalog::{self, ServiceDefinition};
+use crate::catalog::{DefinitionCache, ServiceDefinition};
 use crate::clock::{from_ms, now_ms};
 use crate::error::{Error, Result};
 use crate::geo::{Location, LocationSource};
@@ -307,33 +307,70 @@ fn record(
     note: Option<&str>,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO request_history (request_id, at, from_state, to_state, note)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO request_history (request_id, seq, at, from_state, to_state, note)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_history WHERE request_id = ?1),
+                 ?2, ?3, ?4, ?5)",
     )?
     .execute(params![id, at, from.map(State::as_str), to.as_str(), note])?;
     Ok(())
 }
 
 /// Creates a draft for `service_code` with `edit` applied, in one transaction.
-pub(crate) fn create(tx: &Transaction, service_code: &str, edit: &DraftEdit) -> Result<String> {
+pub(crate) fn create(
+    tx: &Transaction,
+    defs: &DefinitionCache,
+    service_code: &str,
+    edit: &DraftEdit,
+) -> Result<String> {
     let service_code = service_code.trim();
-    let definition = catalog::definition(tx, service_code)?
+    let definition = defs
+        .get(tx, service_code)?
         .ok_or_else(|| Error::UnknownService(service_code.to_string()))?;
     edit.check(service_code, Some(&definition))?;
     let id = Uuid::now_v7().hyphenated().to_string();
     let now = now_ms();
+    let location = edit.location.flatten();
+    let address = edit
+        .address
+        .as_ref()
+        .and_then(|a| a.as_deref())
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    let contact = edit.contact.clone().unwrap_or_default();
     tx.prepare_cached(
-        "INSERT INTO requests (id, service_code, state, created_at, updated_at)
-         VALUES (?1, ?2, 'draft', ?3, ?3)",
+        "INSERT INTO requests (id, service_code, state, description, lat, lon, accuracy,
+             location_source, address, contact_first_name, contact_last_name, contact_email,
+             contact_phone, anonymous, created_at, updated_at)
+         VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
     )?
-    .execute(params![id, service_code, now])?;
+    .execute(params![
+        id,
+        service_code,
+        edit.description.as_deref().unwrap_or(""),
+        location.map(|l| l.lat),
+        location.map(|l| l.lon),
+        location.and_then(|l| l.accuracy_m),
+        location.map(|l| l.source.as_str()),
+        address,
+        contact.first_name,
+        contact.last_name,
+        contact.email,
+        contact.phone,
+        edit.anonymous.unwrap_or(false),
+        now,
+    ])?;
+    write_attributes(tx, &id, &edit.attributes)?;
     record(tx, &id, now, None, State::Draft, None)?;
-    apply(tx, &id, edit, now)?;
     Ok(id)
 }
 
 /// Applies `edit` to a draft; only drafts are editable (a queued request is withdrawn first).
-pub(crate) fn edit(tx: &Transaction, id: &str, edit: &DraftEdit) -> Result<()> {
+pub(crate) fn edit(
+    tx: &Transaction,
+    defs: &DefinitionCache,
+    id: &str,
+    edit: &DraftEdit,
+) -> Result<()> {
     let id = parse_id(id)?;
     let (service_code, state) = head(tx, &id)?;
     if state != State::Draft {
@@ -343,8 +380,8 @@ pub(crate) fn edit(tx: &Transaction, id: &str, edit: &DraftEdit) -> Result<()> {
             action: "edit",
         });
     }
-    let definition = catalog::definition(tx, &service_code)?;
-    edit.check(&service_code, definition.as_ref())?;
+    let definition = defs.get(tx, &service_code)?;
+    edit.check(&service_code, definition.as_deref())?;
     apply(tx, &id, edit, now_ms())
 }
 
@@ -384,18 +421,29 @@ fn apply(tx: &Transaction, id: &str, edit: &DraftEdit, now: i64) -> Result<()> {
     if !edit.attributes.is_empty() {
         let mut delete = tx
             .prepare_cached("DELETE FROM request_attributes WHERE request_id = ?1 AND code = ?2")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO request_attributes (request_id, code, position, value) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (code, values) in &edit.attributes {
+        for (code, _) in &edit.attributes {
             delete.execute(params![id, code])?;
-            for (i, v) in values.iter().enumerate() {
-                insert.execute(params![id, code, i as i64, v.trim()])?;
-            }
         }
+        write_attributes(tx, id, &edit.attributes)?;
     }
     tx.prepare_cached("UPDATE requests SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
+    Ok(())
+}
+
+fn write_attributes(
+    tx: &Transaction,
+    id: &str,
+    attributes: &[(String, Vec<String>)],
+) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO request_attributes (request_id, code, position, value) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (code, values) in attributes {
+        for (i, v) in values.iter().enumerate() {
+            insert.execute(params![id, code, i as i64, v.trim()])?;
+        }
+    }
     Ok(())
 }
 
@@ -414,6 +462,11 @@ fn stored_state(s: &str) -> Result<State> {
 }
 
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Draft> {
+    load(conn, id, true)
+}
+
+/// The request with its attributes and, if asked, its history.
+fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
     let id = parse_id(id)?;
     let mut draft = conn
         .prepare_cached(
@@ -482,6 +535,9 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Draft> {
         let (code, value) = row?;
         draft.attributes.entry(code).or_default().push(value);
     }
+    if !with_history {
+        return Ok(draft);
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT at, from_state, to_state, note FROM request_history WHERE request_id = ?1 ORDER BY seq",
     )?;
@@ -516,7 +572,7 @@ pub(crate) fn list(
             "SELECT r.id, r.service_code, s.name, r.state, substr(r.description, 1, 140),
                     r.lat IS NOT NULL, r.address, r.service_request_id, r.created_at
              FROM requests r LEFT JOIN services s ON s.code = r.service_code
-             {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT ?1"
+             {filter} ORDER BY r.id DESC LIMIT ?1"
         )
     };
     let map = |r: &rusqlite::Row| -> rusqlite::Result<(DraftSummary, String)> {
@@ -570,22 +626,28 @@ pub(crate) fn delete(tx: &Transaction, id: &str) -> Result<()> {
 }
 
 /// Validates a draft and queues it for sending, or returns every problem.
-pub(crate) fn submit(tx: &Transaction, id: &str) -> Result<()> {
-    let id = parse_id(id)?;
-    let draft = get(tx, &id)?;
+pub(crate) fn submit(tx: &Transaction, defs: &DefinitionCache, id: &str) -> Result<()> {
+    let draft = load(tx, id, false)?;
     if draft.state != State::Draft {
         return Err(Error::WrongState {
-            id,
+            id: draft.id,
             state: draft.state,
             action: "submit",
         });
     }
-    let definition = catalog::definition(tx, &draft.service_code)?;
-    let problems = validate(&draft, definition.as_ref());
+    let definition = defs.get(tx, &draft.service_code)?;
+    let problems = validate(&draft, definition.as_deref());
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
-    transition(tx, &id, &[State::Draft], State::Queued, None, "submit")
+    set_state(tx, &draft.id, State::Draft, State::Queued, None)
+}
+
+fn set_state(tx: &Transaction, id: &str, from: State, to: State, note: Option<&str>) -> Result<()> {
+    let now = now_ms();
+    tx.prepare_cached("UPDATE requests SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, to.as_str(), now])?;
+    record(tx, id, now, Some(from), to, note)
 }
 
 /// Moves a request from one of `from` to `to` and records it, or says why it cannot.
@@ -602,10 +664,7 @@ pub(crate) fn transition(
     if !from.contains(&state) {
         return Err(Error::WrongState { id, state, action });
     }
-    let now = now_ms();
-    tx.prepare_cached("UPDATE requests SET state = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, to.as_str(), now])?;
-    record(tx, &id, now, Some(state), to, note)
+    set_state(tx, &id, state, to, note)
 }
 
 /// The server accepted the request and gave it its public id.

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::catalog::{self, Catalog, Service, ServiceDefinition};
+use crate::catalog::{self, Catalog, DefinitionCache, Service, ServiceDefinition};
 use crate::draft::{self, Draft, DraftEdit, DraftSummary, State};
 use crate::error::{Error, Result};
 
@@ -32,6 +32,7 @@ pub enum Durability {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    definitions: DefinitionCache,
     path: PathBuf,
 }
 
@@ -117,8 +118,17 @@ impl Store {
             tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))?;
             tx.commit()?;
         }
+        // The draft paths use a few dozen distinct statements; keep them all prepared. Without
+        // the planner stability guarantee, SQLite (built with STAT4) expires a cached statement
+        // each time its bindings are cleared and parses it again on the next call.
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         Ok(Store {
             conn: Mutex::new(conn),
+            definitions: DefinitionCache::default(),
             path,
         })
     }
@@ -164,7 +174,8 @@ impl Store {
     }
 
     pub fn definition(&self, code: &str) -> Result<ServiceDefinition> {
-        self.read(|c| catalog::definition(c, code))?
+        self.read(|c| self.definitions.get(c, code))?
+            .map(|d| (*d).clone())
             .ok_or_else(|| Error::UnknownService(code.to_string()))
     }
 
@@ -172,11 +183,11 @@ impl Store {
 
     /// Creates a draft (UUIDv7 id) with `edit` applied; all or nothing.
     pub fn create_draft(&self, service_code: &str, edit: &DraftEdit) -> Result<String> {
-        self.write(|tx| draft::create(tx, service_code, edit))
+        self.write(|tx| draft::create(tx, &self.definitions, service_code, edit))
     }
 
     pub fn edit_draft(&self, id: &str, edit: &DraftEdit) -> Result<()> {
-        self.write(|tx| draft::edit(tx, id, edit))
+        self.write(|tx| draft::edit(tx, &self.definitions, id, edit))
     }
 
     pub fn draft(&self, id: &str) -> Result<Draft> {
@@ -192,14 +203,14 @@ impl Store {
     pub fn validate_draft(&self, id: &str) -> Result<Vec<draft::Problem>> {
         self.read(|c| {
             let d = draft::get(c, id)?;
-            let def = catalog::definition(c, &d.service_code)?;
-            Ok(draft::validate(&d, def.as_ref()))
+            let def = self.definitions.get(c, &d.service_code)?;
+            Ok(draft::validate(&d, def.as_deref()))
         })
     }
 
     /// Validates and queues the draft; on failure returns `Error::Invalid` with every problem.
     pub fn submit_draft(&self, id: &str) -> Result<()> {
-        self.write(|tx| draft::submit(tx, id))
+        self.write(|tx| draft::submit(tx, &self.definitions, id))
     }
 
     /// Takes a queued request back to a draft so it can be edited.

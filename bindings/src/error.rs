@@ -1,0 +1,65 @@
+//! The few errors an app handles differently, and the one place core errors become them.
+
+use curbside_core::Error;
+
+use crate::types::Problem;
+
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ApiError {
+    /// Something the person entered (or the app passed) is wrong; `problems` says where.
+    #[error("{reason}")]
+    InvalidInput {
+        reason: String,
+        problems: Vec<Problem>,
+    },
+    #[error("{reason}")]
+    NotFound { reason: String },
+    /// The request is not in a state that allows this (e.g. editing one already sent).
+    #[error("{reason}")]
+    Conflict { reason: String },
+    /// The store file cannot be used (not ours, newer app, damaged, disk error).
+    #[error("{reason}")]
+    Storage { reason: String },
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let reason = e.to_string();
+        let one = |field: &str, kind: curbside_core::ProblemKind| {
+            vec![curbside_core::Problem::new(field, kind, reason.clone()).into()]
+        };
+        match &e {
+            Error::Invalid(problems) => ApiError::InvalidInput {
+                problems: problems.iter().cloned().map(Into::into).collect(),
+                reason,
+            },
+            Error::UnknownService(_) => ApiError::InvalidInput {
+                problems: one("service_code", curbside_core::ProblemKind::ServiceGone),
+                reason,
+            },
+            Error::UnknownAttribute { code, .. } => ApiError::InvalidInput {
+                problems: one(
+                    &curbside_core::Problem::attribute_field(code),
+                    curbside_core::ProblemKind::UnknownAttribute,
+                ),
+                reason,
+            },
+            Error::BadId(_) => ApiError::InvalidInput {
+                problems: one("id", curbside_core::ProblemKind::Malformed),
+                reason,
+            },
+            Error::Catalog(_) => ApiError::InvalidInput {
+                problems: one("catalog", curbside_core::ProblemKind::Malformed),
+                reason,
+            },
+            Error::NotFound(_) => ApiError::NotFound { reason },
+            Error::WrongState { .. } => ApiError::Conflict { reason },
+            Error::NotADatabase { .. }
+            | Error::NewerSchema { .. }
+            | Error::Corrupt { .. }
+            | Error::NoMigration(_)
+            | Error::Sqlite(_)
+            | Error::Io(_) => ApiError::Storage { reason },
+        }
+    }
+}

@@ -1,0 +1,107 @@
+"""The Python bindings as an app uses them: catalogue, a draft from first tap to the queue,
+and typed errors. Run by scripts/test-bindings.sh against the freshly built library."""
+
+import os
+import sys
+import tempfile
+
+from curbside_ffi import (
+    ApiError,
+    AttributeAnswer,
+    CurbsideStore,
+    Datatype,
+    DraftEdit,
+    Location,
+    LocationSource,
+    ProblemKind,
+    RequestState,
+)
+
+failures = 0
+passed = 0
+
+
+def check(name, fn):
+    global failures, passed
+    try:
+        fn()
+        passed += 1
+        print(f"ok   {name}")
+    except Exception as e:  # noqa: BLE001 - report every failure, then exit non-zero
+        failures += 1
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
+
+
+tmp = tempfile.mkdtemp()
+store = CurbsideStore.open(os.path.join(tmp, "py.db"))
+
+
+def catalogue():
+    codes = [s.code for s in store.services()]
+    assert "CSROWR-12" in codes and "30102" in codes, codes
+    d = store.service_definition("CSROWR-12")
+    kinds = {a.datatype for a in d.attributes}
+    assert Datatype.SINGLE_VALUE_LIST in kinds and Datatype.MULTI_VALUE_LIST in kinds, kinds
+
+
+def draft_to_queue():
+    draft = store.create_draft("CSROWR-12", DraftEdit(description="Pothole at the streetcar stop"))
+    assert draft.state == RequestState.DRAFT
+    problems = store.validate_draft(draft.id)
+    assert {p.field for p in problems} == {"attribute[SIZE]", "location"}, problems
+    try:
+        store.submit_draft(draft.id)
+        raise AssertionError("an incomplete draft was queued")
+    except ApiError.InvalidInput as e:
+        assert len(e.problems) == 2, e.problems
+    draft = store.edit_draft(
+        draft.id,
+        DraftEdit(
+            attributes=[
+                AttributeAnswer(code="SIZE", values=["large"]),
+                AttributeAnswer(code="HAZARDS", values=["cyclists", "water"]),
+            ],
+            location=Location(lat=43.6452, lon=-79.3806, accuracy_m=5.0, source=LocationSource.GPS),
+        ),
+    )
+    assert draft.attributes["HAZARDS"] == ["cyclists", "water"], draft.attributes
+    queued = store.submit_draft(draft.id)
+    assert queued.state == RequestState.QUEUED
+    assert [h.to for h in queued.history] == [RequestState.DRAFT, RequestState.QUEUED]
+    assert store.drafts(RequestState.QUEUED, 10)[0].id == draft.id
+
+
+def typed_errors():
+    try:
+        store.create_draft("NOPE", DraftEdit())
+        raise AssertionError("unknown service accepted")
+    except ApiError.InvalidInput as e:
+        assert e.problems[0].field == "service_code"
+    d = store.create_draft("CSROWR-12", DraftEdit())
+    try:
+        store.edit_draft(d.id, DraftEdit(location=Location(lat=float("nan"), lon=1.0, accuracy_m=None, source=LocationSource.GPS)))
+        raise AssertionError("NaN accepted")
+    except ApiError.InvalidInput as e:
+        assert e.problems[0].kind == ProblemKind.OUT_OF_RANGE
+    try:
+        store.draft("0190f3a0-0000-7000-8000-00000000ffff")
+        raise AssertionError("missing draft found")
+    except ApiError.NotFound:
+        pass
+    bad = os.path.join(tmp, "not-a-db.txt")
+    with open(bad, "w") as f:
+        f.write("hello " * 100)
+    try:
+        CurbsideStore.open(bad)
+        raise AssertionError("a text file opened as a store")
+    except ApiError.Storage as e:
+        assert "not a Curbside database" in str(e), e
+    with open(bad) as f:
+        assert f.read() == "hello " * 100
+
+
+check("catalogue", catalogue)
+check("draft to queue", draft_to_queue)
+check("typed errors", typed_errors)
+print(f"{passed} passed, {failures} failed")
+sys.exit(1 if failures else 0)
