@@ -58,6 +58,7 @@ impl From<Error> for ApiError {
             | Error::NewerSchema { .. }
             | Error::Corrupt { .. }
             | Error::NoMigration(_)
+            | Error::Stored(_)
             | Error::Sqlite(_)
             | Error::Io(_) => ApiError::Storage { reason },
         }

@@ -47,7 +47,7 @@ enum Command {
     Catalog(CatalogCommand),
     /// Write, check and queue requests offline.
     #[command(subcommand)]
-    Draft(DraftCommand),
+    Draft(Box<DraftCommand>),
 }
 
 #[derive(Subcommand)]
@@ -150,11 +150,18 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
                 serde_json::to_string_pretty(&catalog.to_json()).expect("JSON")
             );
         }
-        Command::Draft(DraftCommand::New { code, edit }) => {
+        Command::Draft(command) => draft(&store, *command, out)?,
+    }
+    Ok(())
+}
+
+fn draft(store: &Store, command: DraftCommand, out: &Out) -> Result<(), Error> {
+    match command {
+        DraftCommand::New { code, edit } => {
             let id = store.create_draft(&code, &edit.into_edit(None)?)?;
             out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
         }
-        Command::Draft(DraftCommand::List { state, limit }) => {
+        DraftCommand::List { state, limit } => {
             let state = state
                 .map(|s| {
                     State::parse(&s).ok_or_else(|| {
@@ -171,23 +178,21 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
                 .transpose()?;
             out.drafts(&store.drafts(state, limit)?);
         }
-        Command::Draft(DraftCommand::Show { id }) => {
-            out.draft(&store.draft(&id)?, &store.validate_draft(&id)?)
-        }
-        Command::Draft(DraftCommand::Set { id, edit }) => {
+        DraftCommand::Show { id } => out.draft(&store.draft(&id)?, &store.validate_draft(&id)?),
+        DraftCommand::Set { id, edit } => {
             let current = store.draft(&id)?;
             store.edit_draft(&id, &edit.into_edit(Some(&current))?)?;
             out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
         }
-        Command::Draft(DraftCommand::Submit { id }) => {
+        DraftCommand::Submit { id } => {
             store.submit_draft(&id)?;
             out.draft(&store.draft(&id)?, &[]);
         }
-        Command::Draft(DraftCommand::Withdraw { id }) => {
+        DraftCommand::Withdraw { id } => {
             store.withdraw_draft(&id)?;
             out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
         }
-        Command::Draft(DraftCommand::Delete { id }) => {
+        DraftCommand::Delete { id } => {
             store.delete_draft(&id)?;
             out.done(&format!("deleted {id}"));
         }

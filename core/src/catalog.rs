@@ -534,7 +534,14 @@ pub(crate) fn replace(tx: &Transaction, catalog: &Catalog) -> Result<()> {
 /// generation changes, whichever process replaced it.
 #[derive(Default)]
 pub(crate) struct DefinitionCache {
-    inner: Mutex<(String, HashMap<String, Option<Arc<ServiceDefinition>>>)>,
+    inner: Mutex<CachedDefinitions>,
+}
+
+#[derive(Default)]
+struct CachedDefinitions {
+    generation: String,
+    /// `None`: the catalogue does not offer the service.
+    entries: HashMap<String, Option<Arc<ServiceDefinition>>>,
 }
 
 impl DefinitionCache {
@@ -549,16 +556,16 @@ impl DefinitionCache {
             .optional()?
             .unwrap_or_default();
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (cached_generation, entries) = &mut *guard;
-        if *cached_generation != generation {
-            *cached_generation = generation;
-            entries.clear();
+        let cache = &mut *guard;
+        if cache.generation != generation {
+            cache.generation = generation;
+            cache.entries.clear();
         }
-        if let Some(d) = entries.get(code) {
+        if let Some(d) = cache.entries.get(code) {
             return Ok(d.clone());
         }
         let d = definition(conn, code)?.map(Arc::new);
-        entries.insert(code.to_string(), d.clone());
+        cache.entries.insert(code.to_string(), d.clone());
         Ok(d)
     }
 }
@@ -627,10 +634,10 @@ pub(crate) fn definition(conn: &Connection, code: &str) -> Result<Option<Service
         let (mut a, datatype, values) = row?;
         // Written by `replace` from parsed values, so these only fail on a hand-edited file.
         a.datatype = Datatype::parse(&datatype)
-            .ok_or_else(|| Error::Catalog(format!("stored datatype {datatype:?} is unknown")))?;
+            .ok_or_else(|| Error::Stored(format!("datatype {datatype:?} is unknown")))?;
         if let Some(values) = values {
             a.values = serde_json::from_str(&values)
-                .map_err(|e| Error::Catalog(format!("stored values of {}: {e}", a.code)))?;
+                .map_err(|e| Error::Stored(format!("values of {}: {e}", a.code)))?;
         }
         attributes.push(a);
     }

@@ -51,6 +51,10 @@ pub enum Error {
     #[error("catalogue: {0}")]
     Catalog(String),
 
+    /// A stored value this build cannot read (a hand-edited or damaged file).
+    #[error("stored data is unreadable: {0}")]
+    Stored(String),
+
     #[error("no migration step from schema {0}: this build cannot upgrade that file")]
     NoMigration(u32),
 

@@ -91,7 +91,11 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
             "PRAGMA user_version = 1; PRAGMA application_id = 1129665090;
              INSERT INTO services VALUES ('CSROWR-12','Pothole',NULL,1,'batch',NULL,NULL,0);
              INSERT INTO requests (id, service_code, state, description, created_at, updated_at)
-               VALUES ('0190f3a0-0000-7000-8000-000000000001','CSROWR-12','draft','kept',1,1);",
+               VALUES ('0190f3a0-0000-7000-8000-000000000001','CSROWR-12','draft','kept',1,1);
+             INSERT INTO request_attributes VALUES
+               ('0190f3a0-0000-7000-8000-000000000001','HAZARDS',1,'water'),
+               ('0190f3a0-0000-7000-8000-000000000001','SIZE',0,'large'),
+               ('0190f3a0-0000-7000-8000-000000000001','HAZARDS',0,'cyclists');",
         )
         .unwrap();
     }
@@ -100,6 +104,12 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     let d = store.draft("0190f3a0-0000-7000-8000-000000000001").unwrap();
     assert_eq!(d.description, "kept");
     assert_eq!(d.history.len(), 1);
+    assert_eq!(
+        d.attributes["HAZARDS"],
+        ["cyclists", "water"],
+        "answers keep their order"
+    );
+    assert_eq!(d.attributes["SIZE"], ["large"]);
     drop(store);
     assert_eq!(schema_of(&old), schema_of(&fresh));
     assert_eq!(

@@ -337,11 +337,13 @@ pub(crate) fn create(
         .map(str::trim)
         .filter(|a| !a.is_empty());
     let contact = edit.contact.clone().unwrap_or_default();
+    let mut attributes = BTreeMap::new();
+    merge_answers(&mut attributes, &edit.attributes);
     tx.prepare_cached(
         "INSERT INTO requests (id, service_code, state, description, lat, lon, accuracy,
              location_source, address, contact_first_name, contact_last_name, contact_email,
-             contact_phone, anonymous, created_at, updated_at)
-         VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+             contact_phone, anonymous, created_at, updated_at, attributes)
+         VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -358,8 +360,8 @@ pub(crate) fn create(
         contact.phone,
         edit.anonymous.unwrap_or(false),
         now,
+        answers_json(&attributes),
     ])?;
-    write_attributes(tx, &id, &edit.attributes)?;
     record(tx, &id, now, None, State::Draft, None)?;
     Ok(id)
 }
@@ -419,32 +421,37 @@ fn apply(tx: &Transaction, id: &str, edit: &DraftEdit, now: i64) -> Result<()> {
             .execute(params![id, anonymous])?;
     }
     if !edit.attributes.is_empty() {
-        let mut delete = tx
-            .prepare_cached("DELETE FROM request_attributes WHERE request_id = ?1 AND code = ?2")?;
-        for (code, _) in &edit.attributes {
-            delete.execute(params![id, code])?;
-        }
-        write_attributes(tx, id, &edit.attributes)?;
+        let stored: String = tx
+            .prepare_cached("SELECT attributes FROM requests WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        let mut attributes = parse_answers(&stored)?;
+        merge_answers(&mut attributes, &edit.attributes);
+        tx.prepare_cached("UPDATE requests SET attributes = ?2 WHERE id = ?1")?
+            .execute(params![id, answers_json(&attributes)])?;
     }
     tx.prepare_cached("UPDATE requests SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     Ok(())
 }
 
-fn write_attributes(
-    tx: &Transaction,
-    id: &str,
-    attributes: &[(String, Vec<String>)],
-) -> Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO request_attributes (request_id, code, position, value) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (code, values) in attributes {
-        for (i, v) in values.iter().enumerate() {
-            insert.execute(params![id, code, i as i64, v.trim()])?;
+/// Sets each answer in `edits`; an answer without values removes the attribute.
+fn merge_answers(into: &mut BTreeMap<String, Vec<String>>, edits: &[(String, Vec<String>)]) {
+    for (code, values) in edits {
+        let values: Vec<String> = values.iter().map(|v| v.trim().to_string()).collect();
+        if values.is_empty() {
+            into.remove(code);
+        } else {
+            into.insert(code.clone(), values);
         }
     }
-    Ok(())
+}
+
+fn answers_json(answers: &BTreeMap<String, Vec<String>>) -> String {
+    serde_json::to_string(answers).expect("strings serialise")
+}
+
+fn parse_answers(json: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    serde_json::from_str(json).map_err(|e| Error::Stored(format!("attribute answers: {e}")))
 }
 
 /// The service code and state of a request, or `NotFound`.
@@ -458,7 +465,7 @@ fn head(conn: &Connection, id: &str) -> Result<(String, State)> {
 }
 
 fn stored_state(s: &str) -> Result<State> {
-    State::parse(s).ok_or_else(|| Error::Catalog(format!("stored state {s:?} is unknown")))
+    State::parse(s).ok_or_else(|| Error::Stored(format!("state {s:?} is unknown")))
 }
 
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Draft> {
@@ -473,7 +480,7 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
             "SELECT r.service_code, s.name, r.state, r.description, r.lat, r.lon, r.accuracy,
                     r.location_source, r.address, r.contact_first_name, r.contact_last_name,
                     r.contact_email, r.contact_phone, r.anonymous, r.service_request_id,
-                    r.status_notes, r.created_at, r.updated_at
+                    r.status_notes, r.created_at, r.updated_at, r.attributes
              FROM requests r LEFT JOIN services s ON s.code = r.service_code
              WHERE r.id = ?1",
         )?
@@ -494,8 +501,9 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
                 _ => None,
             };
             let state: String = r.get(2)?;
+            let answers: String = r.get(18)?;
             Ok((
-                state,
+                (state, answers),
                 Draft {
                     id: id.clone(),
                     service_code: r.get(0)?,
@@ -522,19 +530,11 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
         })
         .optional()?
         .ok_or_else(|| Error::NotFound(id.clone()))
-        .and_then(|(state, mut d)| {
+        .and_then(|((state, answers), mut d)| {
             d.state = stored_state(&state)?;
+            d.attributes = parse_answers(&answers)?;
             Ok(d)
         })?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT code, value FROM request_attributes WHERE request_id = ?1 ORDER BY code, position",
-    )?;
-    for row in stmt.query_map([&id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })? {
-        let (code, value) = row?;
-        draft.attributes.entry(code).or_default().push(value);
-    }
     if !with_history {
         return Ok(draft);
     }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine with Rust, and nothing that is already
+# there: Debian's JNA (Kotlin bindings on the plain JVM), a JDK, Node's npm for kotlinc, and the
+# Rust components for formatting and lints. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KOTLIN_VERSION=2.4.20
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_debs=()
+dpkg -s libjna-java >/dev/null 2>&1 || need_debs+=(libjna-java)
+command -v java >/dev/null 2>&1 || need_debs+=(openjdk-17-jdk-headless)
+command -v npm >/dev/null 2>&1 || need_debs+=(nodejs npm)
+command -v python3 >/dev/null 2>&1 || need_debs+=(python3)
+command -v cc >/dev/null 2>&1 || need_debs+=(gcc)
+if [ ${#need_debs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_debs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_debs[@]}" >/dev/null
+fi
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+
+if [ ! -x .tools/node_modules/kotlin-compiler/bin/kotlinc ]; then
+  echo "setup: installing kotlinc $KOTLIN_VERSION (npm kotlin-compiler) into .tools/"
+  npm install --silent --no-audit --no-fund --prefix .tools "kotlin-compiler@$KOTLIN_VERSION" >/dev/null
+fi
