@@ -52,6 +52,24 @@ impl From<Error> for ApiError {
                 problems: one("catalog", curbside_core::ProblemKind::Malformed),
                 reason,
             },
+            Error::Photo(p) => ApiError::InvalidInput {
+                problems: one(
+                    if matches!(p, curbside_core::PhotoError::TooMany { .. }) {
+                        "photos"
+                    } else {
+                        "photo"
+                    },
+                    match p {
+                        curbside_core::PhotoError::TooLarge { .. }
+                        | curbside_core::PhotoError::FileTooLarge { .. }
+                        | curbside_core::PhotoError::TooMany { .. } => {
+                            curbside_core::ProblemKind::OutOfRange
+                        }
+                        _ => curbside_core::ProblemKind::Malformed,
+                    },
+                ),
+                reason,
+            },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }

@@ -95,4 +95,34 @@ impl CurbsideStore {
     pub fn delete_draft(&self, id: String) -> ApiResult<()> {
         Ok(self.inner.delete_draft(&id)?)
     }
+
+    /// Processes a photo (upright, long edge ≤ 1,600 px, ≤ 500 KB, no metadata) and attaches it
+    /// to a draft, which takes the photo's GPS fix as its location when it has none. Pass JPEG
+    /// or PNG bytes; HEIC gets `InvalidInput` (let the platform picker transcode to JPEG).
+    pub fn attach_photo(&self, id: String, photo: Vec<u8>) -> ApiResult<AttachedPhoto> {
+        Ok(self.inner.attach_photo(&id, &photo)?.into())
+    }
+
+    pub fn detach_photo(&self, id: String, sha256: String) -> ApiResult<()> {
+        Ok(self.inner.detach_photo(&id, &sha256)?)
+    }
+
+    pub fn photos(&self, id: String) -> ApiResult<Vec<PhotoInfo>> {
+        Ok(self
+            .inner
+            .photos(&id)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The processed JPEG, to show full screen.
+    pub fn photo_jpeg(&self, sha256: String) -> ApiResult<Vec<u8>> {
+        Ok(self.inner.photo_jpeg(&sha256)?)
+    }
+
+    /// The thumbnail (long edge ≤ 320 px), for lists.
+    pub fn photo_thumbnail(&self, sha256: String) -> ApiResult<Vec<u8>> {
+        Ok(self.inner.photo_thumbnail(&sha256)?)
+    }
 }

@@ -140,7 +140,30 @@ pub struct Draft {
     pub status_notes: Option<String>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
+    pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PhotoInfo {
+    /// SHA-256 of the processed JPEG: the photo's name everywhere.
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub thumbnail_width: u32,
+    pub thumbnail_height: u32,
+    pub thumbnail_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AttachedPhoto {
+    pub photo: PhotoInfo,
+    pub quality: u8,
+    /// The draft had no location and now has the photo's GPS fix.
+    pub location_taken: bool,
+    /// The same photo was attached before; nothing changed.
+    pub already_attached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -390,6 +413,7 @@ impl From<core::Draft> for Draft {
             status_notes: d.status_notes,
             created_at: system_time(d.created_at),
             updated_at: system_time(d.updated_at),
+            photos: d.photos.into_iter().map(Into::into).collect(),
             history: d
                 .history
                 .into_iter()
@@ -469,6 +493,31 @@ impl From<core::Problem> for Problem {
             field: p.field,
             kind: p.kind.into(),
             message: p.message,
+        }
+    }
+}
+
+impl From<core::photo::PhotoInfo> for PhotoInfo {
+    fn from(p: core::photo::PhotoInfo) -> Self {
+        PhotoInfo {
+            sha256: p.sha256,
+            width: p.width,
+            height: p.height,
+            bytes: p.bytes,
+            thumbnail_width: p.thumbnail_width,
+            thumbnail_height: p.thumbnail_height,
+            thumbnail_bytes: p.thumbnail_bytes,
+        }
+    }
+}
+
+impl From<core::photo::AttachedPhoto> for AttachedPhoto {
+    fn from(a: core::photo::AttachedPhoto) -> Self {
+        AttachedPhoto {
+            photo: a.photo.into(),
+            quality: a.quality,
+            location_taken: a.location_taken,
+            already_attached: a.already_attached,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use curbside_core::{Catalog, Error, State, Store};
+use curbside_core::{photo, Catalog, Error, PhotoOptions, State, Store};
 
 use edit::EditArgs;
 use output::Out;
@@ -48,6 +48,20 @@ enum Command {
     /// Write, check and queue requests offline.
     #[command(subcommand)]
     Draft(Box<DraftCommand>),
+    /// Run the photo pipeline on a file (no store needed): orientation, resize, byte budget,
+    /// no metadata.
+    Photo {
+        input: PathBuf,
+        /// Where to write the processed JPEG.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Long edge of the result, in pixels.
+        #[arg(long, default_value_t = 1600)]
+        max_edge: u32,
+        /// Largest encoded size, in bytes.
+        #[arg(long, default_value_t = 500_000)]
+        budget: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +114,20 @@ enum DraftCommand {
     Delete {
         id: String,
     },
+    /// Attach a photo (processed first: upright, ≤ 1,600 px, ≤ 500 KB, no metadata).
+    Attach {
+        id: String,
+        photo: PathBuf,
+    },
+    /// List a draft's photos.
+    Photos {
+        id: String,
+    },
+    /// Remove a photo from a draft.
+    Detach {
+        id: String,
+        sha256: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +146,32 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, out: &Out) -> Result<(), Error> {
+    if let Command::Photo {
+        input,
+        out: path,
+        max_edge,
+        budget,
+    } = &cli.command
+    {
+        let options = PhotoOptions {
+            max_edge: *max_edge,
+            budget_bytes: *budget,
+            ..PhotoOptions::default()
+        };
+        let bytes = read(input)?;
+        let (processed, took) = photo::timed(|| photo::process(&bytes, &options));
+        let processed = processed?;
+        if let Some(path) = path {
+            std::fs::write(path, &processed.jpeg).map_err(|e| {
+                Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", path.display()),
+                ))
+            })?;
+        }
+        out.photo(&processed, bytes.len(), took);
+        return Ok(());
+    }
     let store = Store::open(&cli.db)?;
     match cli.command {
         Command::Services => out.services(&store.services()?),
@@ -151,6 +205,7 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
             );
         }
         Command::Draft(command) => draft(&store, *command, out)?,
+        Command::Photo { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(())
 }
@@ -191,6 +246,15 @@ fn draft(store: &Store, command: DraftCommand, out: &Out) -> Result<(), Error> {
         DraftCommand::Withdraw { id } => {
             store.withdraw_draft(&id)?;
             out.draft(&store.draft(&id)?, &store.validate_draft(&id)?);
+        }
+        DraftCommand::Attach { id, photo } => {
+            let attached = store.attach_photo(&id, &read(&photo)?)?;
+            out.attached(&attached);
+        }
+        DraftCommand::Photos { id } => out.photos(&store.photos(&id)?),
+        DraftCommand::Detach { id, sha256 } => {
+            store.detach_photo(&id, &sha256)?;
+            out.done(&format!("removed photo {sha256}"));
         }
         DraftCommand::Delete { id } => {
             store.delete_draft(&id)?;

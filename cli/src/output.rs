@@ -1,7 +1,7 @@
 //! What the commands print: short text for people, stable JSON for scripts.
 
 use curbside_core::clock::rfc3339;
-use curbside_core::{Draft, DraftSummary, Error, Problem, Service, ServiceDefinition};
+use curbside_core::{photo, Draft, DraftSummary, Error, Problem, Service, ServiceDefinition};
 use serde_json::{json, Value};
 
 pub struct Out {
@@ -115,6 +115,12 @@ impl Out {
         } else if !draft.contact.is_empty() {
             println!("  contact      given (private: sent to the city only)");
         }
+        for p in &draft.photos {
+            println!(
+                "  photo        {}  {}×{}  {} bytes",
+                p.sha256, p.width, p.height, p.bytes
+            );
+        }
         if let Some(n) = &draft.status_notes {
             println!("  city says    {n}");
         }
@@ -133,6 +139,70 @@ impl Out {
             for p in problems {
                 println!("    {p}");
             }
+        }
+    }
+
+    pub fn photo(&self, p: &photo::Processed, input_bytes: usize, took: std::time::Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        if self.json {
+            let mut v = json!(p);
+            v["bytes"] = json!(p.jpeg.len());
+            v["thumbnail_bytes"] = json!(p.thumbnail.len());
+            v["input_bytes"] = json!(input_bytes);
+            v["millis"] = json!((ms * 10.0).round() / 10.0);
+            return print_json(&v);
+        }
+        println!(
+            "{}×{} → {}×{}  {} → {} bytes  quality {}  {ms:.1} ms",
+            p.source_width,
+            p.source_height,
+            p.width,
+            p.height,
+            input_bytes,
+            p.jpeg.len(),
+            p.quality
+        );
+        match &p.location {
+            Some(l) => println!(
+                "GPS fix {:.6}, {:.6}{} (read from EXIF; not written to the output)",
+                l.lat,
+                l.lon,
+                l.accuracy_m.map(|a| format!(" ±{a} m")).unwrap_or_default()
+            ),
+            None => println!("no GPS fix in the photo"),
+        }
+        if let Some(t) = p.captured_at {
+            println!("taken {}", rfc3339(t));
+        }
+        println!("sha256 {}", p.sha256);
+    }
+
+    pub fn attached(&self, a: &photo::AttachedPhoto) {
+        if self.json {
+            return print_json(&json!(a));
+        }
+        if a.already_attached {
+            println!("already attached: {}", a.photo.sha256);
+            return;
+        }
+        println!(
+            "attached {} ({}×{}, {} bytes, quality {})",
+            a.photo.sha256, a.photo.width, a.photo.height, a.photo.bytes, a.quality
+        );
+        if a.location_taken {
+            println!("the draft had no location: it now uses the photo's GPS fix");
+        }
+    }
+
+    pub fn photos(&self, photos: &[photo::PhotoInfo]) {
+        if self.json {
+            return print_json(&json!(photos));
+        }
+        if photos.is_empty() {
+            println!("no photos");
+        }
+        for p in photos {
+            println!("{}  {}×{}  {} bytes", p.sha256, p.width, p.height, p.bytes);
         }
     }
 

@@ -51,6 +51,9 @@ pub enum Error {
     #[error("catalogue: {0}")]
     Catalog(String),
 
+    #[error("{0}")]
+    Photo(#[from] crate::photo::PhotoError),
+
     /// A stored value this build cannot read (a hand-edited or damaged file).
     #[error("stored data is unreadable: {0}")]
     Stored(String),

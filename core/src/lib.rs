@@ -9,6 +9,7 @@ pub mod clock;
 pub mod draft;
 pub mod error;
 pub mod geo;
+pub mod photo;
 pub mod store;
 
 pub use catalog::{
@@ -19,4 +20,5 @@ pub use draft::{
 };
 pub use error::{Error, Result};
 pub use geo::{Location, LocationSource};
+pub use photo::{PhotoError, PhotoOptions};
 pub use store::{Durability, Store};

@@ -50,6 +50,19 @@ check("draft to queue") {
     catch (e: ApiException.NotFound) { }
 }
 
+check("photos") {
+    val photos = java.io.File("../shared/data/photos")
+    val d = store.createDraft("CSROWR-12", DraftEdit())
+    val attached = store.attachPhoto(d.id, photos.resolve("mobile/iphone_hdr_NO.jpg").readBytes())
+    assert(attached.photo.width == 1600u && attached.photo.bytes <= 500_000uL) { attached.toString() }
+    assert(attached.locationTaken)
+    assert(store.draft(d.id).photos.single().sha256 == attached.photo.sha256)
+    try {
+        store.attachPhoto(d.id, photos.resolve("invalid/corrupted.jpg").readBytes())
+    } catch (e: ApiException.InvalidInput) { }
+    assert(store.photos(d.id).size == 1)
+}
+
 check("typed errors") {
     val d = store.createDraft("CSROWR-12", DraftEdit())
     try {

@@ -100,7 +100,29 @@ def typed_errors():
         assert f.read() == "hello " * 100
 
 
+def photos():
+    here = os.path.dirname(os.path.abspath(__file__))
+    data = os.path.join(here, "..", "..", "..", "..", "shared", "data", "photos")
+    d = store.create_draft("CSROWR-12", DraftEdit())
+    with open(os.path.join(data, "gps", "DSCN0010.jpg"), "rb") as f:
+        attached = store.attach_photo(d.id, f.read())
+    assert attached.location_taken
+    assert store.draft(d.id).location.source == LocationSource.PHOTO
+    jpeg = store.photo_jpeg(attached.photo.sha256)
+    assert jpeg[:2] == b"\xff\xd8" and b"Exif" not in jpeg
+    assert len(store.photo_thumbnail(attached.photo.sha256)) < len(jpeg)
+    with open(os.path.join(data, "heic", "iphone_13_pro_max.HEIC"), "rb") as f:
+        try:
+            store.attach_photo(d.id, f.read())
+            raise AssertionError("HEIC accepted")
+        except ApiError.InvalidInput as e:
+            assert "JPEG" in str(e), e
+    store.detach_photo(d.id, attached.photo.sha256)
+    assert store.photos(d.id) == []
+
+
 check("catalogue", catalogue)
+check("photos", photos)
 check("draft to queue", draft_to_queue)
 check("typed errors", typed_errors)
 print(f"{passed} passed, {failures} failed")

@@ -16,6 +16,7 @@ use crate::catalog::{DefinitionCache, ServiceDefinition};
 use crate::clock::{from_ms, now_ms};
 use crate::error::{Error, Result};
 use crate::geo::{Location, LocationSource};
+use crate::photo::PhotoInfo;
 
 pub use validate::{
     validate, Problem, ProblemKind, MAX_DESCRIPTION_CHARS, MAX_STRING_CHARS, MAX_TEXT_CHARS,
@@ -209,6 +210,7 @@ pub struct Draft {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
 }
 
@@ -292,7 +294,7 @@ impl DraftEdit {
     }
 }
 
-fn parse_id(id: &str) -> Result<String> {
+pub(crate) fn parse_id(id: &str) -> Result<String> {
     Uuid::parse_str(id.trim())
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::BadId(id.chars().take(64).collect()))
@@ -524,6 +526,7 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
                     status_notes: r.get(15)?,
                     created_at: from_ms(r.get(16)?),
                     updated_at: from_ms(r.get(17)?),
+                    photos: Vec::new(),
                     history: Vec::new(),
                 },
             ))
@@ -538,6 +541,7 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
     if !with_history {
         return Ok(draft);
     }
+    draft.photos = crate::photo::storage::list(conn, &id)?;
     let mut stmt = conn.prepare_cached(
         "SELECT at, from_state, to_state, note FROM request_history WHERE request_id = ?1 ORDER BY seq",
     )?;

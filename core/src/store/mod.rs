@@ -14,6 +14,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use crate::catalog::{self, Catalog, DefinitionCache, Service, ServiceDefinition};
 use crate::draft::{self, Draft, DraftEdit, DraftSummary, State};
 use crate::error::{Error, Result};
+use crate::photo::{self, AttachedPhoto, PhotoInfo, PhotoOptions};
 
 /// `PRAGMA application_id`: marks a file as Curbside's ("CURB").
 const APPLICATION_ID: i32 = 0x4355_5242;
@@ -33,6 +34,7 @@ pub enum Durability {
 pub struct Store {
     conn: Mutex<Connection>,
     definitions: DefinitionCache,
+    photo_options: PhotoOptions,
     path: PathBuf,
 }
 
@@ -116,6 +118,8 @@ impl Store {
                 }
             }
             tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))?;
+            // Photo bytes whose link did not survive (an older build's crash, a hand edit).
+            photo::storage::remove_orphans(&tx)?;
             tx.commit()?;
         }
         // The draft paths use a few dozen distinct statements; keep them all prepared. Without
@@ -129,6 +133,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             definitions: DefinitionCache::default(),
+            photo_options: PhotoOptions::default(),
             path,
         })
     }
@@ -218,8 +223,52 @@ impl Store {
         self.write(|tx| draft::transition(tx, id, &[State::Queued], State::Draft, None, "withdraw"))
     }
 
+    /// Deletes the request and frees the bytes of photos no other request uses.
     pub fn delete_draft(&self, id: &str) -> Result<()> {
-        self.write(|tx| draft::delete(tx, id))
+        self.write(|tx| {
+            draft::delete(tx, id)?;
+            photo::storage::remove_orphans(tx)?;
+            Ok(())
+        })
+    }
+
+    // ---- photos ----
+
+    pub fn photo_options(&self) -> &PhotoOptions {
+        &self.photo_options
+    }
+
+    /// Changes how later photos are processed (size, budget, how many per request).
+    pub fn set_photo_options(&mut self, options: PhotoOptions) {
+        self.photo_options = options;
+    }
+
+    /// Processes a photo (orientation, resize, budget, no metadata) and attaches it to a draft.
+    /// The draft takes the photo's GPS fix as its location when it has none. The work on the
+    /// pixels happens before the store is locked; the write is one transaction.
+    pub fn attach_photo(&self, id: &str, bytes: &[u8]) -> Result<AttachedPhoto> {
+        let id = draft::parse_id(id)?;
+        let processed = photo::process(bytes, &self.photo_options)?;
+        self.write(|tx| photo::storage::attach(tx, &id, &processed, &self.photo_options))
+    }
+
+    pub fn detach_photo(&self, id: &str, sha256: &str) -> Result<()> {
+        let id = draft::parse_id(id)?;
+        self.write(|tx| photo::storage::detach(tx, &id, sha256.trim()))
+    }
+
+    pub fn photos(&self, id: &str) -> Result<Vec<PhotoInfo>> {
+        let id = draft::parse_id(id)?;
+        self.read(|c| photo::storage::list(c, &id))
+    }
+
+    /// The processed JPEG of a stored photo.
+    pub fn photo_jpeg(&self, sha256: &str) -> Result<Vec<u8>> {
+        self.read(|c| photo::storage::bytes(c, sha256, false))
+    }
+
+    pub fn photo_thumbnail(&self, sha256: &str) -> Result<Vec<u8>> {
+        self.read(|c| photo::storage::bytes(c, sha256, true))
     }
 
     /// The request was handed to the server.

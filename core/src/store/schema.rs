@@ -77,6 +77,28 @@ CREATE TABLE request_history (
     note       TEXT,
     PRIMARY KEY (request_id, seq)
 ) WITHOUT ROWID;
+
+-- Processed photos (no metadata), named by the SHA-256 of their JPEG bytes.
+CREATE TABLE photos (
+    sha256           TEXT PRIMARY KEY,
+    jpeg             BLOB NOT NULL,
+    width            INTEGER NOT NULL,
+    height           INTEGER NOT NULL,
+    quality          INTEGER NOT NULL,
+    thumbnail        BLOB NOT NULL,
+    thumbnail_width  INTEGER NOT NULL,
+    thumbnail_height INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL
+);
+
+CREATE TABLE request_photos (
+    request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+    sha256     TEXT NOT NULL REFERENCES photos(sha256),
+    position   INTEGER NOT NULL,
+    added_at   INTEGER NOT NULL,
+    PRIMARY KEY (request_id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX request_photos_by_photo ON request_photos (sha256);
 "#;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
@@ -139,7 +161,7 @@ CREATE TABLE request_attributes (
 /// Moves the schema from `version` to `version + 1`.
 pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
     match version {
-        // 2: reporter contact (private) and the lifecycle history. Requests move to a
+        // 2: reporter contact (private), the lifecycle history and photos. Requests move to a
         // WITHOUT ROWID table keyed by their time-ordered id, with their attribute answers as
         // JSON in the row: two B-trees fewer per write. Existing requests get a history that
         // starts at their current state.
@@ -190,6 +212,27 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 note       TEXT,
                 PRIMARY KEY (request_id, seq)
             ) WITHOUT ROWID;
+            -- Processed photos (no metadata), named by the SHA-256 of their JPEG bytes.
+            CREATE TABLE photos (
+                sha256           TEXT PRIMARY KEY,
+                jpeg             BLOB NOT NULL,
+                width            INTEGER NOT NULL,
+                height           INTEGER NOT NULL,
+                quality          INTEGER NOT NULL,
+                thumbnail        BLOB NOT NULL,
+                thumbnail_width  INTEGER NOT NULL,
+                thumbnail_height INTEGER NOT NULL,
+                created_at       INTEGER NOT NULL
+            );
+
+            CREATE TABLE request_photos (
+                request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+                sha256     TEXT NOT NULL REFERENCES photos(sha256),
+                position   INTEGER NOT NULL,
+                added_at   INTEGER NOT NULL,
+                PRIMARY KEY (request_id, sha256)
+            ) WITHOUT ROWID;
+            CREATE INDEX request_photos_by_photo ON request_photos (sha256);
             INSERT INTO request_history (request_id, seq, at, from_state, to_state, note)
                 SELECT id, 1, created_at, NULL, state, 'history starts at upgrade' FROM requests;
             "#,
