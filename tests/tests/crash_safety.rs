@@ -16,12 +16,18 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
     let db = dir.path().join("crash.db");
     // What the writers said they had done: id → (highest description seq, submitted?).
     let mut reported: HashMap<String, (u64, bool)> = HashMap::new();
+    let mut attached: HashMap<String, String> = HashMap::new();
+    let photo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/photos/gps/DSCN0021.jpg"
+    );
     let mut total_lines = 0;
     let mut killed_mid_write = 0;
     for round in 0..KILLS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
             .arg(&db)
             .arg((round as u64 + 1).to_string())
+            .arg(photo)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -52,6 +58,9 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
                     e.0 = e.0.max(seq.parse().unwrap());
                 }
                 ["submitted", id] => reported.entry(id.to_string()).or_default().1 = true,
+                ["attached", id, sha] => {
+                    attached.insert(id.to_string(), sha.to_string());
+                }
                 _ => panic!("unexpected line {line:?}"),
             }
         }
@@ -82,6 +91,22 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
+        let links: std::collections::HashSet<(String, String)> = conn
+            .prepare(
+                "SELECT rp.request_id, rp.sha256 FROM request_photos rp
+                 JOIN photos p ON p.sha256 = rp.sha256 WHERE length(p.jpeg) > 0",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, sha) in &attached {
+            assert!(
+                links.contains(&(id.clone(), sha.clone())),
+                "round {round}: the photo attached to {id} is gone"
+            );
+        }
         for (id, (seq, submitted)) in &reported {
             let (has, state) = stored
                 .get(id)

@@ -2,7 +2,7 @@
 //! transaction has committed. The crash test kills it at random moments and checks that every
 //! reported write survived.
 //!
-//! Lines: `created ID SEQ`, `edited ID SEQ`, `submitted ID`.
+//! Lines: `created ID SEQ`, `edited ID SEQ`, `submitted ID`, `attached ID SHA256`.
 
 use std::io::Write;
 
@@ -10,8 +10,9 @@ use curbside_core::{DraftEdit, Location, LocationSource, Store};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let db = args.next().expect("usage: crash-writer DB SEED");
+    let db = args.next().expect("usage: crash-writer DB SEED [PHOTO]");
     let seed: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let photo = args.next().map(|p| std::fs::read(p).expect("photo"));
     let store = Store::open(&db).expect("open");
     let mut out = std::io::stdout().lock();
     let mut live: Vec<String> = Vec::new();
@@ -41,11 +42,22 @@ fn main() {
             )),
             ..DraftEdit::default()
         };
-        match next() % 4 {
+        match next() % 5 {
             0 | 1 => {
                 let id = store.create_draft("CSROWR-12", &edit).expect("create");
                 writeln!(out, "created {id} {seq}").unwrap();
                 live.push(id);
+            }
+            4 if !live.is_empty() && photo.is_some() => {
+                let id = &live[(next() as usize) % live.len()];
+                match store.attach_photo(id, photo.as_deref().unwrap()) {
+                    Ok(a) => writeln!(out, "attached {id} {}", a.photo.sha256).unwrap(),
+                    // A draft holds at most five photos; the same photo twice is a no-op.
+                    Err(curbside_core::Error::Photo(curbside_core::PhotoError::TooMany {
+                        ..
+                    })) => {}
+                    Err(e) => panic!("attach: {e}"),
+                }
             }
             2 if !live.is_empty() => {
                 let id = &live[(next() as usize) % live.len()];
