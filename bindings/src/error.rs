@@ -70,6 +70,10 @@ impl From<Error> for ApiError {
                 ),
                 reason,
             },
+            Error::Geo(_) => ApiError::InvalidInput {
+                problems: one("location", curbside_core::ProblemKind::OutOfRange),
+                reason,
+            },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }

@@ -121,6 +121,28 @@ impl CurbsideStore {
         Ok(self.inner.photo_jpeg(&sha256)?)
     }
 
+    /// The ward holding a point; `InvalidInput` outside the city (with the distance) or when
+    /// latitude and longitude look swapped.
+    pub fn ward_at(&self, lat: f64, lon: f64) -> ApiResult<Ward> {
+        Ok(self.inner.ward_at(lat, lon)?.into())
+    }
+
+    /// Open requests of the same service near `at` that may be the same problem, nearest first
+    /// (at most 5): offer "follow this one" before a new report. `exclude` is the draft itself.
+    pub fn nearby(
+        &self,
+        service_code: String,
+        at: Location,
+        exclude: Option<String>,
+    ) -> ApiResult<Vec<NearbyRequest>> {
+        Ok(self
+            .inner
+            .nearby(&service_code, &at.into(), exclude.as_deref())?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// The thumbnail (long edge ≤ 320 px), for lists.
     pub fn photo_thumbnail(&self, sha256: String) -> ApiResult<Vec<u8>> {
         Ok(self.inner.photo_thumbnail(&sha256)?)

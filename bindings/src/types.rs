@@ -140,8 +140,23 @@ pub struct Draft {
     pub status_notes: Option<String>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
+    /// The ward, named when the request was queued.
+    pub ward: Option<Ward>,
     pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Ward {
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct NearbyRequest {
+    pub id: String,
+    pub distance_m: f64,
+    pub created_at: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -413,6 +428,7 @@ impl From<core::Draft> for Draft {
             status_notes: d.status_notes,
             created_at: system_time(d.created_at),
             updated_at: system_time(d.updated_at),
+            ward: d.ward.map(Into::into),
             photos: d.photos.into_iter().map(Into::into).collect(),
             history: d
                 .history
@@ -518,6 +534,26 @@ impl From<core::photo::AttachedPhoto> for AttachedPhoto {
             quality: a.quality,
             location_taken: a.location_taken,
             already_attached: a.already_attached,
+        }
+    }
+}
+
+impl From<core::geo::Ward> for Ward {
+    fn from(w: core::geo::Ward) -> Self {
+        Ward {
+            code: w.code,
+            name: w.name,
+        }
+    }
+}
+
+impl From<core::geo::NearbyHit> for NearbyRequest {
+    fn from(h: core::geo::NearbyHit) -> Self {
+        NearbyRequest {
+            id: h.id,
+            distance_m: h.distance_m,
+            created_at: SystemTime::UNIX_EPOCH
+                + Duration::from_millis(h.created_at_ms.max(0) as u64),
         }
     }
 }

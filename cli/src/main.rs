@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use curbside_core::{photo, Catalog, Error, PhotoOptions, State, Store};
+use curbside_core::geo::{BoundaryOptions, Jurisdiction};
+use curbside_core::{photo, Catalog, Error, Location, LocationSource, PhotoOptions, State, Store};
 
 use edit::EditArgs;
 use output::Out;
@@ -48,6 +49,36 @@ enum Command {
     /// Write, check and queue requests offline.
     #[command(subcommand)]
     Draft(Box<DraftCommand>),
+    /// The ward holding a point (no store needed).
+    Ward {
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        /// GeoJSON ward boundaries instead of Toronto's 25 wards.
+        #[arg(long)]
+        boundaries: Option<PathBuf>,
+        /// The property holding a ward's code (with --boundaries).
+        #[arg(long, default_value = "AREA_S_CD")]
+        code_property: String,
+        /// The property holding a ward's name (with --boundaries).
+        #[arg(long, default_value = "AREA_NAME")]
+        name_property: String,
+    },
+    /// Open requests of a service near a point that may be the same problem.
+    Nearby {
+        code: String,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        /// Accuracy of the point, in metres.
+        #[arg(long)]
+        accuracy: Option<f64>,
+    },
+    /// Requests known from the server (the cache duplicate detection reads).
+    #[command(subcommand)]
+    Requests(RequestsCommand),
     /// Run the photo pipeline on a file (no store needed): orientation, resize, byte budget,
     /// no metadata.
     Photo {
@@ -75,6 +106,12 @@ enum CatalogCommand {
     },
     /// Print the catalogue in the form `catalog import` reads.
     Export,
+}
+
+#[derive(Subcommand)]
+enum RequestsCommand {
+    /// Import an Open311 requests.json (e.g. a city's GET requests.json) into the cache.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -172,6 +209,24 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
         out.photo(&processed, bytes.len(), took);
         return Ok(());
     }
+    if let Command::Ward {
+        lat,
+        lon,
+        boundaries,
+        code_property,
+        name_property,
+    } = &cli.command
+    {
+        let jurisdiction = match boundaries {
+            None => Jurisdiction::toronto(),
+            Some(path) => Jurisdiction::from_geojson(
+                &read(path)?,
+                &BoundaryOptions::new(code_property, name_property),
+            )?,
+        };
+        out.ward(jurisdiction.ward_at(*lat, *lon)?);
+        return Ok(());
+    }
     let store = Store::open(&cli.db)?;
     match cli.command {
         Command::Services => out.services(&store.services()?),
@@ -205,7 +260,25 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
             );
         }
         Command::Draft(command) => draft(&store, *command, out)?,
-        Command::Photo { .. } => unreachable!("handled before the store is opened"),
+        Command::Photo { .. } | Command::Ward { .. } => {
+            unreachable!("handled before the store is opened")
+        }
+        Command::Nearby {
+            code,
+            lat,
+            lon,
+            accuracy,
+        } => {
+            let at = Location::new(lat, lon, accuracy, LocationSource::MapPin)
+                .map_err(Error::invalid)?;
+            out.nearby(&store.nearby(&code, &at, None)?);
+        }
+        Command::Requests(RequestsCommand::Import { file }) => {
+            let requests = curbside_core::known::parse_open311_requests(&read(&file)?)?;
+            store.cache_requests(&requests)?;
+            let open = requests.iter().filter(|r| r.open).count();
+            out.done(&format!("cached {} requests ({open} open)", requests.len()));
+        }
     }
     Ok(())
 }

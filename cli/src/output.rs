@@ -110,6 +110,9 @@ impl Out {
         if let Some(a) = &draft.address {
             println!("  address      {a}");
         }
+        if let Some(w) = &draft.ward {
+            println!("  ward         {} — {}", w.code, w.name);
+        }
         if draft.anonymous {
             println!("  anonymous    yes: the city gets no contact details");
         } else if !draft.contact.is_empty() {
@@ -203,6 +206,31 @@ impl Out {
         }
         for p in photos {
             println!("{}  {}×{}  {} bytes", p.sha256, p.width, p.height, p.bytes);
+        }
+    }
+
+    pub fn ward(&self, ward: &curbside_core::geo::Ward) {
+        if self.json {
+            return print_json(&json!(ward));
+        }
+        println!("ward {} — {}", ward.code, ward.name);
+    }
+
+    pub fn nearby(&self, hits: &[curbside_core::geo::NearbyHit]) {
+        if self.json {
+            return print_json(&json!(hits));
+        }
+        if hits.is_empty() {
+            println!("no open request of this service nearby");
+        }
+        for h in hits {
+            println!(
+                "{}  {:.0} m away (within {:.0} m)  reported {}",
+                h.id,
+                h.distance_m,
+                h.radius_m,
+                rfc3339(curbside_core::clock::from_ms(h.created_at_ms))
+            );
         }
     }
 

@@ -54,6 +54,9 @@ pub enum Error {
     #[error("{0}")]
     Photo(#[from] crate::photo::PhotoError),
 
+    #[error("{0}")]
+    Geo(#[from] crate::geo::GeoError),
+
     /// A stored value this build cannot read (a hand-edited or damaged file).
     #[error("stored data is unreadable: {0}")]
     Stored(String),

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod draft;
 pub mod error;
 pub mod geo;
+pub mod known;
 pub mod photo;
 pub mod store;
 
@@ -19,6 +20,6 @@ pub use draft::{
     Contact, Draft, DraftEdit, DraftSummary, HistoryEntry, Problem, ProblemKind, State,
 };
 pub use error::{Error, Result};
-pub use geo::{Location, LocationSource};
+pub use geo::{GeoError, Jurisdiction, Location, LocationSource};
 pub use photo::{PhotoError, PhotoOptions};
 pub use store::{Durability, Store};

@@ -34,7 +34,7 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
             .unwrap();
         // Early rounds die while the file is still being created and migrated; later ones in
         // the middle of a stream of transactions.
-        std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
+        std::thread::sleep(Duration::from_micros(fastrand::u64(0..90_000)));
         child.kill().unwrap(); // SIGKILL
         let mut out = String::new();
         child

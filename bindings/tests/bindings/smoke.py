@@ -121,7 +121,24 @@ def photos():
     assert store.photos(d.id) == []
 
 
+def location():
+    assert store.ward_at(43.6534, -79.3841).name == "Spadina-Fort York"
+    try:
+        store.ward_at(-79.3841, 43.6534)
+        raise AssertionError("swapped coordinates accepted")
+    except ApiError.InvalidInput as e:
+        assert "swapped" in str(e), e
+    d = store.create_draft("TS-STREETLIGHT-OUT", DraftEdit(
+        attributes=[AttributeAnswer(code="PROBLEM", values=["out"])],
+        location=Location(lat=43.6534, lon=-79.3841, accuracy_m=4.0, source=LocationSource.GPS)))
+    assert store.submit_draft(d.id).ward.code == "10"
+    here = Location(lat=43.65345, lon=-79.3841, accuracy_m=8.0, source=LocationSource.GPS)
+    hits = store.nearby("TS-STREETLIGHT-OUT", here, None)
+    assert [h.id for h in hits] == [d.id] and hits[0].distance_m < 10, hits
+
+
 check("catalogue", catalogue)
+check("location", location)
 check("photos", photos)
 check("draft to queue", draft_to_queue)
 check("typed errors", typed_errors)

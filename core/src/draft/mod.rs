@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::catalog::{DefinitionCache, ServiceDefinition};
 use crate::clock::{from_ms, now_ms};
 use crate::error::{Error, Result};
-use crate::geo::{Location, LocationSource};
+use crate::geo::{GeoError, Jurisdiction, KnownRequest, Location, LocationSource, Ward};
 use crate::photo::PhotoInfo;
 
 pub use validate::{
@@ -210,6 +210,8 @@ pub struct Draft {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The ward the location fell in, named when the request was queued.
+    pub ward: Option<Ward>,
     pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
 }
@@ -482,7 +484,7 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
             "SELECT r.service_code, s.name, r.state, r.description, r.lat, r.lon, r.accuracy,
                     r.location_source, r.address, r.contact_first_name, r.contact_last_name,
                     r.contact_email, r.contact_phone, r.anonymous, r.service_request_id,
-                    r.status_notes, r.created_at, r.updated_at, r.attributes
+                    r.status_notes, r.created_at, r.updated_at, r.attributes, r.ward, r.ward_name
              FROM requests r LEFT JOIN services s ON s.code = r.service_code
              WHERE r.id = ?1",
         )?
@@ -526,6 +528,16 @@ fn load(conn: &Connection, id: &str, with_history: bool) -> Result<Draft> {
                     status_notes: r.get(15)?,
                     created_at: from_ms(r.get(16)?),
                     updated_at: from_ms(r.get(17)?),
+                    ward: match (
+                        r.get::<_, Option<String>>(19)?,
+                        r.get::<_, Option<String>>(20)?,
+                    ) {
+                        (Some(code), name) => Some(Ward {
+                            name: name.unwrap_or_else(|| code.clone()),
+                            code,
+                        }),
+                        _ => None,
+                    },
                     photos: Vec::new(),
                     history: Vec::new(),
                 },
@@ -629,8 +641,13 @@ pub(crate) fn delete(tx: &Transaction, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validates a draft and queues it for sending, or returns every problem.
-pub(crate) fn submit(tx: &Transaction, defs: &DefinitionCache, id: &str) -> Result<()> {
+/// Validates a draft, names its ward and queues it for sending, or returns every problem.
+pub(crate) fn submit(
+    tx: &Transaction,
+    defs: &DefinitionCache,
+    jurisdiction: &Jurisdiction,
+    id: &str,
+) -> Result<()> {
     let draft = load(tx, id, false)?;
     if draft.state != State::Draft {
         return Err(Error::WrongState {
@@ -640,10 +657,35 @@ pub(crate) fn submit(tx: &Transaction, defs: &DefinitionCache, id: &str) -> Resu
         });
     }
     let definition = defs.get(tx, &draft.service_code)?;
-    let problems = validate(&draft, definition.as_deref());
+    let mut problems = validate(&draft, definition.as_deref());
+    let mut ward = None;
+    if let Some(l) = draft.location.filter(|l| l.problem().is_none()) {
+        match jurisdiction.ward_at(l.lat, l.lon) {
+            Ok(w) => ward = Some(w.clone()),
+            Err(GeoError::Outside { distance_m }) => problems.push(Problem::new(
+                "location",
+                ProblemKind::OutOfRange,
+                format!(
+                    "the location is outside the city, {:.1} km from its edge: move the pin",
+                    distance_m / 1000.0
+                ),
+            )),
+            Err(e) => problems.push(Problem::new(
+                "location",
+                ProblemKind::OutOfRange,
+                e.to_string(),
+            )),
+        }
+    }
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
+    tx.prepare_cached("UPDATE requests SET ward = ?2, ward_name = ?3 WHERE id = ?1")?
+        .execute(params![
+            draft.id,
+            ward.as_ref().map(|w| &w.code),
+            ward.as_ref().map(|w| &w.name)
+        ])?;
     set_state(tx, &draft.id, State::Draft, State::Queued, None)
 }
 
@@ -727,4 +769,59 @@ pub(crate) fn server_status(
     tx.prepare_cached("UPDATE requests SET status_notes = ?2 WHERE id = ?1")?
         .execute(params![parse_id(id)?, note])?;
     Ok(())
+}
+
+/// A request of the user's as duplicate detection sees it: only once it has left the draft
+/// stage, while open and placed. `None` means "not in the index".
+pub(crate) fn as_known(conn: &Connection, id: &str) -> Result<Option<KnownRequest>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT service_code, state, lat, lon, accuracy, created_at FROM requests WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<f64>>(2)?,
+                r.get::<_, Option<f64>>(3)?,
+                r.get::<_, Option<f64>>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((service_code, state, Some(lat), Some(lon), accuracy_m, created_at_ms)) = row else {
+        return Ok(None);
+    };
+    let state = stored_state(&state)?;
+    Ok(
+        (state != State::Draft && state.is_open()).then(|| KnownRequest {
+            id: id.to_string(),
+            service_code,
+            lat,
+            lon,
+            accuracy_m,
+            created_at_ms,
+            open: true,
+        }),
+    )
+}
+
+/// Every request the user has sent that is still open and placed.
+pub(crate) fn all_known(conn: &Connection) -> Result<Vec<KnownRequest>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, service_code, lat, lon, accuracy, created_at FROM requests
+         WHERE state NOT IN ('draft', 'completed', 'cancelled') AND lat IS NOT NULL AND lon IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(KnownRequest {
+            id: r.get(0)?,
+            service_code: r.get(1)?,
+            lat: r.get(2)?,
+            lon: r.get(3)?,
+            accuracy_m: r.get(4)?,
+            created_at_ms: r.get(5)?,
+            open: true,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -7,13 +7,17 @@ pub mod schema;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::catalog::{self, Catalog, DefinitionCache, Service, ServiceDefinition};
 use crate::draft::{self, Draft, DraftEdit, DraftSummary, State};
 use crate::error::{Error, Result};
+use crate::geo::{
+    Jurisdiction, KnownRequest, Location, NearbyHit, NearbyIndex, NearbyParams, Ward,
+};
+use crate::known;
 use crate::photo::{self, AttachedPhoto, PhotoInfo, PhotoOptions};
 
 /// `PRAGMA application_id`: marks a file as Curbside's ("CURB").
@@ -35,6 +39,11 @@ pub struct Store {
     conn: Mutex<Connection>,
     definitions: DefinitionCache,
     photo_options: PhotoOptions,
+    /// Loaded on first use: most app starts never need the ward polygons.
+    jurisdiction: OnceLock<Arc<Jurisdiction>>,
+    nearby_params: NearbyParams,
+    /// Built on the first duplicate query, then kept in step with every write.
+    nearby: Mutex<Option<NearbyIndex>>,
     path: PathBuf,
 }
 
@@ -134,6 +143,9 @@ impl Store {
             conn: Mutex::new(conn),
             definitions: DefinitionCache::default(),
             photo_options: PhotoOptions::default(),
+            jurisdiction: OnceLock::new(),
+            nearby_params: NearbyParams::default(),
+            nearby: Mutex::new(None),
             path,
         })
     }
@@ -215,7 +227,9 @@ impl Store {
 
     /// Validates and queues the draft; on failure returns `Error::Invalid` with every problem.
     pub fn submit_draft(&self, id: &str) -> Result<()> {
-        self.write(|tx| draft::submit(tx, &self.definitions, id))
+        let jurisdiction = self.jurisdiction();
+        self.write(|tx| draft::submit(tx, &self.definitions, &jurisdiction, id))?;
+        self.reindex(id)
     }
 
     /// Takes a queued request back to a draft so it can be edited.
@@ -229,7 +243,8 @@ impl Store {
             draft::delete(tx, id)?;
             photo::storage::remove_orphans(tx)?;
             Ok(())
-        })
+        })?;
+        self.reindex(id)
     }
 
     // ---- photos ----
@@ -287,7 +302,8 @@ impl Store {
                 Some(reason),
                 "reject",
             )
-        })
+        })?;
+        self.reindex(id)
     }
 
     pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
@@ -295,7 +311,94 @@ impl Store {
     }
 
     pub fn apply_server_status(&self, id: &str, status: State, note: Option<&str>) -> Result<()> {
-        self.write(|tx| draft::server_status(tx, id, status, note))
+        self.write(|tx| draft::server_status(tx, id, status, note))?;
+        self.reindex(id)
+    }
+
+    // ---- location ----
+
+    /// The wards requests are placed in (Toronto's 25 unless set).
+    pub fn jurisdiction(&self) -> Arc<Jurisdiction> {
+        self.jurisdiction
+            .get_or_init(|| Arc::new(Jurisdiction::toronto()))
+            .clone()
+    }
+
+    /// Uses other ward boundaries (another city, or a newer ward model).
+    pub fn set_jurisdiction(&mut self, jurisdiction: Arc<Jurisdiction>) {
+        self.jurisdiction = OnceLock::from(jurisdiction);
+    }
+
+    pub fn set_nearby_params(&mut self, params: NearbyParams) {
+        self.nearby_params = params;
+    }
+
+    pub fn ward_at(&self, lat: f64, lon: f64) -> Result<Ward> {
+        Ok(self.jurisdiction().ward_at(lat, lon)?.clone())
+    }
+
+    /// Adds or updates requests synced in from the server; closed ones leave the duplicate check.
+    pub fn cache_requests(&self, requests: &[KnownRequest]) -> Result<()> {
+        self.write(|tx| known::upsert(tx, requests))?;
+        if let Some(index) = self.nearby_index().as_mut() {
+            for r in requests {
+                index.upsert(r.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Open requests of the same service that may be the problem being reported at `at`
+    /// (the user's own sent ones and those synced in), nearest first. `exclude` leaves out
+    /// the draft being written.
+    pub fn nearby(
+        &self,
+        service_code: &str,
+        at: &Location,
+        exclude: Option<&str>,
+    ) -> Result<Vec<NearbyHit>> {
+        if let Some(p) = at.problem() {
+            return Err(Error::invalid(p));
+        }
+        let mut guard = self.nearby_index();
+        if guard.is_none() {
+            let (own, synced) = self.read(|c| Ok((draft::all_known(c)?, known::all(c)?)))?;
+            *guard = Some(NearbyIndex::build(
+                self.origin_lat(),
+                own.into_iter().chain(synced),
+            ));
+        }
+        let index = guard.as_ref().expect("built above");
+        Ok(index.query(
+            service_code.trim(),
+            at,
+            crate::clock::now_ms(),
+            &self.nearby_params,
+            exclude,
+        ))
+    }
+
+    fn origin_lat(&self) -> f64 {
+        let (lo, hi) = self.jurisdiction().bounds();
+        (lo[1] + hi[1]) / 2.0
+    }
+
+    fn nearby_index(&self) -> MutexGuard<'_, Option<NearbyIndex>> {
+        self.nearby.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings one of the user's requests up to date in the duplicate index, if it is built.
+    fn reindex(&self, id: &str) -> Result<()> {
+        let mut guard = self.nearby_index();
+        let Some(index) = guard.as_mut() else {
+            return Ok(());
+        };
+        let id = draft::parse_id(id)?;
+        match self.read(|c| draft::as_known(c, &id))? {
+            Some(k) => index.upsert(k),
+            None => index.remove(&id),
+        }
+        Ok(())
     }
 }
 

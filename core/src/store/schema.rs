@@ -63,7 +63,10 @@ CREATE TABLE requests (
     anonymous          INTEGER NOT NULL DEFAULT 0,
     -- Answers to the service's attributes: {"CODE": ["value", …]}. Always read and written
     -- with the request, so they live in its row.
-    attributes         TEXT NOT NULL DEFAULT '{}'
+    attributes         TEXT NOT NULL DEFAULT '{}',
+    -- The ward the location fell in when the request was queued.
+    ward               TEXT,
+    ward_name          TEXT
 ) WITHOUT ROWID;
 CREATE INDEX requests_by_state ON requests (state);
 
@@ -99,6 +102,20 @@ CREATE TABLE request_photos (
     PRIMARY KEY (request_id, sha256)
 ) WITHOUT ROWID;
 CREATE INDEX request_photos_by_photo ON request_photos (sha256);
+
+-- Requests synced in from the server (others' reports near the user, an inspector's wards):
+-- what duplicate detection looks at besides the user's own.
+CREATE TABLE known_requests (
+    id                 TEXT PRIMARY KEY,
+    service_request_id TEXT,
+    service_code       TEXT NOT NULL,
+    open               INTEGER NOT NULL,
+    lat                REAL NOT NULL,
+    lon                REAL NOT NULL,
+    accuracy           REAL,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
@@ -161,7 +178,8 @@ CREATE TABLE request_attributes (
 /// Moves the schema from `version` to `version + 1`.
 pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
     match version {
-        // 2: reporter contact (private), the lifecycle history and photos. Requests move to a
+        // 2: reporter contact (private), the lifecycle history, photos, wards and the cache of
+        // synced-in requests. Requests move to a
         // WITHOUT ROWID table keyed by their time-ordered id, with their attribute answers as
         // JSON in the row: two B-trees fewer per write. Existing requests get a history that
         // starts at their current state.
@@ -186,7 +204,9 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 contact_email      TEXT,
                 contact_phone      TEXT,
                 anonymous          INTEGER NOT NULL DEFAULT 0,
-                attributes         TEXT NOT NULL DEFAULT '{}'
+                attributes         TEXT NOT NULL DEFAULT '{}',
+                ward               TEXT,
+                ward_name          TEXT
             ) WITHOUT ROWID;
             INSERT INTO requests_v2 (id, service_code, state, description, lat, lon, accuracy,
                     location_source, address, service_request_id, status_notes, created_at,
@@ -233,6 +253,19 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 PRIMARY KEY (request_id, sha256)
             ) WITHOUT ROWID;
             CREATE INDEX request_photos_by_photo ON request_photos (sha256);
+            -- Requests synced in from the server (others' reports near the user, an inspector's wards):
+            -- what duplicate detection looks at besides the user's own.
+            CREATE TABLE known_requests (
+                id                 TEXT PRIMARY KEY,
+                service_request_id TEXT,
+                service_code       TEXT NOT NULL,
+                open               INTEGER NOT NULL,
+                lat                REAL NOT NULL,
+                lon                REAL NOT NULL,
+                accuracy           REAL,
+                created_at         INTEGER NOT NULL,
+                updated_at         INTEGER NOT NULL
+            ) WITHOUT ROWID;
             INSERT INTO request_history (request_id, seq, at, from_state, to_state, note)
                 SELECT id, 1, created_at, NULL, state, 'history starts at upgrade' FROM requests;
             "#,
