@@ -74,6 +74,7 @@ impl From<Error> for ApiError {
                 problems: one("location", curbside_core::ProblemKind::OutOfRange),
                 reason,
             },
+            Error::Sync(_) => ApiError::Conflict { reason },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }

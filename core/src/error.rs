@@ -57,6 +57,10 @@ pub enum Error {
     #[error("{0}")]
     Geo(#[from] crate::geo::GeoError),
 
+    /// A change that cannot be applied (unknown field, wrong type, far-future stamp).
+    #[error("sync: {0}")]
+    Sync(String),
+
     /// A stored value this build cannot read (a hand-edited or damaged file).
     #[error("stored data is unreadable: {0}")]
     Stored(String),

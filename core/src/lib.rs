@@ -12,6 +12,7 @@ pub mod geo;
 pub mod known;
 pub mod photo;
 pub mod store;
+pub mod sync;
 
 pub use catalog::{
     Attribute, Catalog, Datatype, ListValue, Service, ServiceDefinition, ServiceType,

@@ -2,7 +2,7 @@
 //! kill the file must pass `integrity_check` and hold every write the process reported done.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,30 +23,40 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
     );
     let mut total_lines = 0;
     let mut killed_mid_write = 0;
+    let mut waited_for = 0;
+    fastrand::seed(0xC0FFEE);
     for round in 0..KILLS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
             .arg(&db)
             .arg((round as u64 + 1).to_string())
             .arg(photo)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        // Early rounds die while the file is still being created and migrated; later ones in
-        // the middle of a stream of transactions.
-        std::thread::sleep(Duration::from_micros(fastrand::u64(0..90_000)));
-        child.kill().unwrap(); // SIGKILL
+        // Wait for a random number of reported writes (none: die while the file is still being
+        // created and migrated), then kill at a random moment of the transactions that follow.
+        // Counting writes, not milliseconds, keeps the test's work the same on a slow machine.
+        let wait_for = fastrand::usize(0..=15);
+        waited_for += wait_for;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let status = child.wait().unwrap();
-        if status.code().is_none() {
-            killed_mid_write += 1;
+        for _ in 0..wait_for {
+            if stdout.read_line(&mut out).unwrap() == 0 {
+                break;
+            }
         }
+        std::thread::sleep(Duration::from_micros(fastrand::u64(0..3_000)));
+        child.kill().unwrap(); // SIGKILL
+        stdout.read_to_string(&mut out).unwrap();
+        let status = child.wait().unwrap();
+        // The writer never stops by itself: an exit code means it failed, not that it was killed.
+        assert_eq!(
+            status.code(),
+            None,
+            "round {round}: the writer failed on its own ({status})"
+        );
+        killed_mid_write += 1;
         // A line without its newline was cut by the kill: not reported.
         let complete = out.rfind('\n').map_or("", |i| &out[..i]);
         for line in complete.lines() {
@@ -125,7 +135,7 @@ fn every_reported_write_survives_sigkill_at_random_moments() {
         }
     }
     assert!(
-        total_lines > 1_000,
+        total_lines >= waited_for && waited_for > 1_000,
         "the writers did real work: {total_lines} writes"
     );
     assert!(

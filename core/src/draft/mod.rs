@@ -17,6 +17,7 @@ use crate::clock::{from_ms, now_ms};
 use crate::error::{Error, Result};
 use crate::geo::{GeoError, Jurisdiction, KnownRequest, Location, LocationSource, Ward};
 use crate::photo::PhotoInfo;
+use crate::sync;
 
 pub use validate::{
     validate, Problem, ProblemKind, MAX_DESCRIPTION_CHARS, MAX_STRING_CHARS, MAX_TEXT_CHARS,
@@ -367,7 +368,69 @@ pub(crate) fn create(
         answers_json(&attributes),
     ])?;
     record(tx, &id, now, None, State::Draft, None)?;
+    let replica = sync::log::replica_id(tx)?;
+    let create = serde_json::json!({
+        "service_code": service_code, "created_at": now, "created_by": replica, "channel": "app"
+    });
+    log_edit(tx, &id, Some(create), edit, now)?;
     Ok(id)
+}
+
+/// Writes the replication changes of an edit (and of the creation), in the edit's own
+/// transaction.
+fn log_edit(
+    tx: &Transaction,
+    id: &str,
+    create: Option<serde_json::Value>,
+    edit: &DraftEdit,
+    now: i64,
+) -> Result<()> {
+    let mut changes: Vec<(String, serde_json::Value)> = Vec::new();
+    if let Some(create) = create {
+        changes.push(("create".into(), create));
+    }
+    if let Some(d) = &edit.description {
+        changes.push(("description".into(), serde_json::json!(d)));
+    }
+    for (code, values) in &edit.attributes {
+        let values: Vec<&str> = values.iter().map(|v| v.trim()).collect();
+        changes.push((format!("attr:{code}"), serde_json::json!(values)));
+    }
+    if let Some(location) = &edit.location {
+        changes.push((
+            "location".into(),
+            sync::change::location_value(location.as_ref()),
+        ));
+    }
+    if let Some(address) = &edit.address {
+        let address = address.as_deref().map(str::trim).filter(|a| !a.is_empty());
+        changes.push(("address".into(), serde_json::json!(address)));
+    }
+    if edit.contact.is_some() || edit.anonymous.is_some() {
+        // An anonymous report replicates no contact details at all.
+        let (contact, anonymous): (Contact, bool) = tx
+            .prepare_cached(
+                "SELECT contact_first_name, contact_last_name, contact_email, contact_phone, anonymous
+                 FROM requests WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    Contact { first_name: r.get(0)?, last_name: r.get(1)?, email: r.get(2)?, phone: r.get(3)? },
+                    r.get(4)?,
+                ))
+            })?;
+        let value = if anonymous {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"first_name": contact.first_name, "last_name": contact.last_name,
+                               "email": contact.email, "phone": contact.phone})
+        };
+        changes.push(("contact".into(), value));
+    }
+    if !changes.is_empty() {
+        sync::log::local_changes(tx, id, changes, now)?;
+    }
+    Ok(())
 }
 
 /// Applies `edit` to a draft; only drafts are editable (a queued request is withdrawn first).
@@ -388,7 +451,9 @@ pub(crate) fn edit(
     }
     let definition = defs.get(tx, &service_code)?;
     edit.check(&service_code, definition.as_deref())?;
-    apply(tx, &id, edit, now_ms())
+    let now = now_ms();
+    apply(tx, &id, edit, now)?;
+    log_edit(tx, &id, None, edit, now)
 }
 
 fn apply(tx: &Transaction, id: &str, edit: &DraftEdit, now: i64) -> Result<()> {
@@ -637,6 +702,9 @@ pub(crate) fn delete(tx: &Transaction, id: &str) -> Result<()> {
         });
     }
     tx.prepare_cached("DELETE FROM requests WHERE id = ?1")?
+        .execute([&id])?;
+    // It never left the device, so neither do its changes.
+    tx.prepare_cached("DELETE FROM sync_changes WHERE request_id = ?1")?
         .execute([&id])?;
     Ok(())
 }

@@ -113,6 +113,22 @@ pub(crate) fn attach(
     };
     tx.prepare_cached("UPDATE requests SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![request_id, now])?;
+    crate::sync::local_change(
+        tx,
+        request_id,
+        "photo",
+        serde_json::json!({"sha256": photo.sha256, "width": photo.width, "height": photo.height}),
+        now,
+    )?;
+    if location_taken {
+        crate::sync::local_change(
+            tx,
+            request_id,
+            "location",
+            crate::sync::change::location_value(photo.location.as_ref()),
+            now,
+        )?;
+    }
     Ok(AttachedPhoto {
         photo: info,
         quality: photo.quality,

@@ -116,6 +116,20 @@ CREATE TABLE known_requests (
     created_at         INTEGER NOT NULL,
     updated_at         INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Replication: every change ever made or received. The merged request is computed from them
+-- (a pure function of the set), so nothing else needs to be kept in step.
+CREATE TABLE sync_changes (
+    request_id TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    field      TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    hlc        INTEGER NOT NULL,
+    replica    TEXT NOT NULL,
+    replaced   INTEGER,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (request_id, id)
+) WITHOUT ROWID;
 "#;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
@@ -265,6 +279,19 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 accuracy           REAL,
                 created_at         INTEGER NOT NULL,
                 updated_at         INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            -- Replication: every change ever made or received. The merged request is computed from them
+            -- (a pure function of the set), so nothing else needs to be kept in step.
+            CREATE TABLE sync_changes (
+                request_id TEXT NOT NULL,
+                id         TEXT NOT NULL,
+                field      TEXT NOT NULL,
+                value      TEXT NOT NULL,
+                hlc        INTEGER NOT NULL,
+                replica    TEXT NOT NULL,
+                replaced   INTEGER,
+                seq        INTEGER NOT NULL,
+                PRIMARY KEY (request_id, id)
             ) WITHOUT ROWID;
             INSERT INTO request_history (request_id, seq, at, from_state, to_state, note)
                 SELECT id, 1, created_at, NULL, state, 'history starts at upgrade' FROM requests;

@@ -1,0 +1,359 @@
+//! The change log and the merged state it implies, in the replica's SQLite file.
+//!
+//! Every change is kept (`sync_changes`); the merged state (`sync_registers`, `sync_members`)
+//! is a function of the *set* of changes, so applying is idempotent, commutative and
+//! associative: replicas that hold the same changes hold the same state, whatever the order,
+//! duplication or delay of delivery. A batch is checked whole before any of it is applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::change::{kind_of, set_of, Change, ChangeError, Kind};
+use super::clock::{Clock, Hlc};
+use crate::error::{Error, Result};
+
+/// Stamps further ahead of the receiver's clock than this are refused: a phone whose clock
+/// runs days ahead must not win every race.
+pub const MAX_AHEAD_MS: u64 = 5 * 60 * 1000;
+
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_meta(tx: &Transaction, key: &str, value: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+/// This replica's id, made once (random) and kept.
+pub fn replica_id(tx: &Transaction) -> Result<String> {
+    if let Some(id) = meta(tx, "replica_id")? {
+        return Ok(id);
+    }
+    // The random tail of a UUIDv7: 64 bits, enough to never meet another replica.
+    let id = uuid::Uuid::now_v7().simple().to_string()[16..].to_string();
+    set_meta(tx, "replica_id", &id)?;
+    Ok(id)
+}
+
+pub fn clock(conn: &Connection) -> Result<Clock> {
+    let last = meta(conn, "hlc_last")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let offset = meta(conn, "clock_offset_ms")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(Clock::new(Hlc(last), offset))
+}
+
+fn save_clock(tx: &Transaction, clock: &Clock) -> Result<()> {
+    set_meta(tx, "hlc_last", &clock.last.0.to_string())
+}
+
+/// Records the server's estimate of this device's clock error, for later stamps.
+pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<()> {
+    set_meta(tx, "clock_offset_ms", &offset_ms.to_string())
+}
+
+/// A local edit: stamps it, notes which value it replaces, and logs it, in the caller's
+/// transaction (the same one that changes the app's own tables).
+pub fn local_change(
+    tx: &Transaction,
+    request_id: &str,
+    field: &str,
+    value: Value,
+    now_ms: i64,
+) -> Result<Change> {
+    Ok(local_changes(tx, request_id, vec![(field.to_string(), value)], now_ms)?.remove(0))
+}
+
+/// Several local edits of one request, stamped in order, with one clock update.
+pub fn local_changes(
+    tx: &Transaction,
+    request_id: &str,
+    edits: Vec<(String, Value)>,
+    now_ms: i64,
+) -> Result<Vec<Change>> {
+    let replica = replica_id(tx)?;
+    let mut clock = clock(tx)?;
+    let mut counter: u64 = meta(tx, "change_counter")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let loaded = load(tx, request_id)?;
+    let mut current: HashMap<String, (Hlc, String)> = winners(&loaded)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut out = Vec::with_capacity(edits.len());
+    for (field, value) in edits {
+        counter += 1;
+        let replaced = match kind_of(&field) {
+            Some(Kind::Register) => current.get(field.as_str()).map(|c| c.0),
+            _ => None,
+        };
+        let change = Change {
+            id: format!("{replica}:{counter}"),
+            request_id: request_id.to_string(),
+            field,
+            value,
+            hlc: clock.tick(now_ms),
+            replica: replica.clone(),
+            replaced,
+        };
+        change
+            .check(now_ms.saturating_add(clock.offset_ms), MAX_AHEAD_MS)
+            .map_err(sync_error)?;
+        insert(tx, &change, counter)?;
+        current.insert(change.field.clone(), (change.hlc, change.replica.clone()));
+        out.push(change);
+    }
+    save_clock(tx, &clock)?;
+    set_meta(tx, "change_counter", &counter.to_string())?;
+    Ok(out)
+}
+
+fn sync_error(e: ChangeError) -> Error {
+    Error::Sync(e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub applied: usize,
+    pub duplicates: usize,
+}
+
+/// Applies changes from other replicas: all or nothing. A change seen before is a no-op.
+pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyReport> {
+    let mut clock = clock(tx)?;
+    let now = now_ms.saturating_add(clock.offset_ms);
+    for c in changes {
+        c.check(now, MAX_AHEAD_MS).map_err(sync_error)?;
+    }
+    let mut seq: u64 = meta(tx, "change_counter")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut report = ApplyReport::default();
+    for c in changes {
+        seq += 1;
+        if insert(tx, c, seq)? {
+            report.applied += 1;
+        } else {
+            report.duplicates += 1;
+        }
+        clock.observe(c.hlc, now_ms);
+    }
+    save_clock(tx, &clock)?;
+    set_meta(tx, "change_counter", &seq.to_string())?;
+    Ok(report)
+}
+
+fn parse(json: &str) -> Result<Value> {
+    serde_json::from_str(json).map_err(|e| Error::Stored(format!("change value: {e}")))
+}
+
+/// Logs one change; false when it was already there.
+fn insert(tx: &Transaction, c: &Change, seq: u64) -> Result<bool> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO sync_changes (request_id, id, field, value, hlc, replica, replaced, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (request_id, id) DO NOTHING",
+        )?
+        .execute(params![
+            c.request_id,
+            c.id,
+            c.field,
+            c.value.to_string(),
+            c.hlc.0 as i64,
+            c.replica,
+            c.replaced.map(|h| h.0 as i64),
+            seq as i64
+        ])?;
+    Ok(inserted == 1)
+}
+
+/// A request's changes in (stamp, replica, id) order.
+fn load(conn: &Connection, request_id: &str) -> Result<Vec<Change>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, field, value, hlc, replica, replaced FROM sync_changes WHERE request_id = ?1",
+    )?;
+    let mut changes: Vec<Change> = stmt
+        .query_map([request_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?
+        .map(|row| {
+            let (id, field, value, hlc, replica, replaced) = row?;
+            Ok(Change {
+                id,
+                request_id: request_id.to_string(),
+                field,
+                value: parse(&value)?,
+                hlc: Hlc(hlc as u64),
+                replica,
+                replaced: replaced.map(|h| Hlc(h as u64)),
+            })
+        })
+        .collect::<Result<_>>()?;
+    changes.sort_by(|a, b| (a.hlc, &a.replica, &a.id).cmp(&(b.hlc, &b.replica, &b.id)));
+    Ok(changes)
+}
+
+/// The change in force for each register and set-once field: the highest (stamp, replica)
+/// for a register, the lowest for a set-once field. `changes` must be in stamp order.
+fn winners(changes: &[Change]) -> HashMap<&str, (Hlc, String)> {
+    let mut out: HashMap<&str, (Hlc, String)> = HashMap::new();
+    for c in changes {
+        match kind_of(&c.field) {
+            Some(Kind::Register) => {
+                out.insert(c.field.as_str(), (c.hlc, c.replica.clone()));
+            }
+            Some(Kind::Once) => {
+                out.entry(c.field.as_str())
+                    .or_insert((c.hlc, c.replica.clone()));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One entry of a request's replicated history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryItem {
+    pub change: Change,
+    /// For registers: this value is the one in force.
+    pub current: bool,
+    /// Written without seeing a concurrent write of the same field: the merge picked one, a
+    /// person should look at both.
+    pub conflict: bool,
+}
+
+/// A request as every replica holding the same changes sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    pub request_id: String,
+    /// Registers and set-once fields: field → value.
+    pub fields: BTreeMap<String, Value>,
+    /// Notes and photos in force (added, not removed), in stamp order.
+    pub notes: Vec<Value>,
+    pub photos: Vec<Value>,
+    /// Every change, in (stamp, replica, id) order.
+    pub history: Vec<HistoryItem>,
+}
+
+pub fn document(conn: &Connection, request_id: &str) -> Result<Document> {
+    let changes = load(conn, request_id)?;
+    let winners = winners(&changes);
+    let mut fields = BTreeMap::new();
+    for c in &changes {
+        if winners.get(c.field.as_str()) == Some(&(c.hlc, c.replica.clone())) {
+            fields.insert(c.field.clone(), c.value.clone());
+        }
+    }
+    // Set members: in force when added and never removed; the earliest add gives the value.
+    let removed: std::collections::HashSet<(&str, String)> = changes
+        .iter()
+        .filter(|c| kind_of(&c.field) == Some(Kind::Remove))
+        .filter_map(|c| Some((set_of(&c.field)?, c.member()?)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let (mut notes, mut photos) = (Vec::new(), Vec::new());
+    for c in changes
+        .iter()
+        .filter(|c| kind_of(&c.field) == Some(Kind::Add))
+    {
+        let (Some(set), Some(member)) = (set_of(&c.field), c.member()) else {
+            continue;
+        };
+        if removed.contains(&(set, member.clone())) || !seen.insert((set, member)) {
+            continue;
+        }
+        if set == "note" {
+            &mut notes
+        } else {
+            &mut photos
+        }
+        .push(c.value.clone());
+    }
+    // Siblings: register writes of one field that replaced the same value. Decided from the
+    // set of changes alone, so every replica flags the same ones.
+    let mut siblings: HashMap<(&str, Option<Hlc>), usize> = HashMap::new();
+    for c in changes
+        .iter()
+        .filter(|c| kind_of(&c.field) == Some(Kind::Register))
+    {
+        *siblings.entry((c.field.as_str(), c.replaced)).or_default() += 1;
+    }
+    let history = changes
+        .iter()
+        .map(|c| {
+            let register = kind_of(&c.field) == Some(Kind::Register);
+            HistoryItem {
+                current: register
+                    && winners.get(c.field.as_str()) == Some(&(c.hlc, c.replica.clone())),
+                conflict: register && siblings[&(c.field.as_str(), c.replaced)] > 1,
+                change: c.clone(),
+            }
+        })
+        .collect();
+    Ok(Document {
+        request_id: request_id.to_string(),
+        fields,
+        notes,
+        photos,
+        history,
+    })
+}
+
+/// Every change this replica holds, in arrival order (what a full exchange sends).
+pub fn all_changes(conn: &Connection) -> Result<Vec<Change>> {
+    let mut stmt = conn.prepare("SELECT id, request_id, field, value, hlc, replica, replaced FROM sync_changes ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, request_id, field, value, hlc, replica, replaced) = row?;
+        Ok(Change {
+            id,
+            request_id,
+            field,
+            value: parse(&value)?,
+            hlc: Hlc(hlc as u64),
+            replica,
+            replaced: replaced.map(|h| Hlc(h as u64)),
+        })
+    })
+    .collect()
+}
+
+/// The ids of the requests this replica holds changes for.
+pub fn request_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT DISTINCT request_id FROM sync_changes ORDER BY request_id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
