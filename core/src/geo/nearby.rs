@@ -205,22 +205,18 @@ impl NearbyIndex {
                 if now_ms - e.created_at_ms > params.max_age_ms || exclude == Some(e.id.as_str()) {
                     return None;
                 }
-                let d = distance_m(at.lat, at.lon, e.lat, e.lon);
-                let radius = params.radius_m(at.accuracy_m, e.accuracy_m);
-                (d <= radius).then(|| NearbyHit {
-                    id: e.id.clone(),
-                    distance_m: d,
-                    radius_m: radius,
-                    created_at_ms: e.created_at_ms,
-                })
+                judge(
+                    at,
+                    &e.id,
+                    e.lat,
+                    e.lon,
+                    e.accuracy_m,
+                    e.created_at_ms,
+                    params,
+                )
             })
             .collect();
-        hits.sort_by(|a, b| {
-            a.distance_m
-                .total_cmp(&b.distance_m)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        hits.truncate(params.limit);
+        nearest_first(&mut hits, params);
         hits
     }
 }
@@ -241,23 +237,48 @@ pub fn nearby_linear<'a>(
                 && now_ms - r.created_at_ms <= params.max_age_ms
         })
         .filter_map(|r| {
-            let d = distance_m(at.lat, at.lon, r.lat, r.lon);
-            let radius = params.radius_m(at.accuracy_m, r.accuracy_m);
-            (d <= radius).then(|| NearbyHit {
-                id: r.id.clone(),
-                distance_m: d,
-                radius_m: radius,
-                created_at_ms: r.created_at_ms,
-            })
+            judge(
+                at,
+                &r.id,
+                r.lat,
+                r.lon,
+                r.accuracy_m,
+                r.created_at_ms,
+                params,
+            )
         })
         .collect();
+    nearest_first(&mut hits, params);
+    hits
+}
+
+/// The rule itself: a hit when the true distance is within the pair's radius.
+fn judge(
+    at: &Location,
+    id: &str,
+    lat: f64,
+    lon: f64,
+    accuracy_m: Option<f64>,
+    created_at_ms: i64,
+    params: &NearbyParams,
+) -> Option<NearbyHit> {
+    let d = distance_m(at.lat, at.lon, lat, lon);
+    let radius = params.radius_m(at.accuracy_m, accuracy_m);
+    (d <= radius).then(|| NearbyHit {
+        id: id.to_string(),
+        distance_m: d,
+        radius_m: radius,
+        created_at_ms,
+    })
+}
+
+fn nearest_first(hits: &mut Vec<NearbyHit>, params: &NearbyParams) {
     hits.sort_by(|a, b| {
         a.distance_m
             .total_cmp(&b.distance_m)
             .then_with(|| a.id.cmp(&b.id))
     });
     hits.truncate(params.limit);
-    hits
 }
 
 #[cfg(test)]
