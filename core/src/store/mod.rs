@@ -90,17 +90,9 @@ impl Store {
                 supported: schema::VERSION,
             });
         }
-        if tables > 0 {
-            let verdict: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(|e| classify(&path, e))?;
-            if verdict != "ok" {
-                return Err(Error::Corrupt {
-                    path,
-                    detail: verdict,
-                });
-            }
-        }
+        // No integrity scan here: it would read the whole file (photos included) on every app
+        // start. Truncation is caught by the header check; damage inside a page surfaces as
+        // SQLITE_CORRUPT from the query that meets it, and no write happens before these reads.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {};
