@@ -20,6 +20,9 @@ pub struct Config {
     /// A new data directory starts with the Toronto catalogue.
     #[arg(long, env = "CURBSIDE_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// Key that lets a device register as an inspector (with its wards). No key: residents only.
+    #[arg(long, env = "CURBSIDE_ADMIN_KEY")]
+    pub admin_key: Option<String>,
     /// The Open311 jurisdiction_id this server answers for.
     #[arg(long, env = "CURBSIDE_JURISDICTION", default_value = "toronto.ca")]
     pub jurisdiction: String,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::ServerError;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const SCHEMA: &str = "
 CREATE TABLE catalog (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -17,8 +17,27 @@ CREATE TABLE catalog (
     imported_at INTEGER NOT NULL
 );";
 
+/// Version 2: devices, the requests the server has numbered, and the change log of
+/// curbside-core (the same merge code as every client), with a cursor index.
+const V2: &str = "
+CREATE TABLE devices (
+    token_hash TEXT PRIMARY KEY,
+    device_id  TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL,
+    wards      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE requests (
+    request_id         TEXT PRIMARY KEY,
+    service_request_id INTEGER NOT NULL UNIQUE,
+    created_by         TEXT NOT NULL,
+    ward               TEXT,
+    created_at         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sync_changes_by_seq ON sync_changes (seq);";
+
 pub struct ServerDb {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
 }
 
 impl ServerDb {
@@ -37,10 +56,21 @@ impl ServerDb {
                 path.display()
             )));
         }
-        if version == 0 {
+        if version < VERSION {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            write_catalog(&tx, &Catalog::toronto())?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+                write_catalog(&tx, &Catalog::toronto())?;
+            }
+            if version < 2 {
+                tx.execute_batch(curbside_core::sync::log::SCHEMA)?;
+                tx.execute_batch(V2)?;
+                let server_id = uuid::Uuid::new_v4().simple().to_string();
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('server_id', ?1) ON CONFLICT (key) DO NOTHING",
+                    [server_id],
+                )?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
             tx.commit()?;
         }

@@ -8,6 +8,7 @@ mod config;
 mod db;
 mod error;
 mod open311;
+mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,10 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Open311 `jurisdiction_id` this server answers for (e.g. `toronto.ca`).
     pub jurisdiction: String,
+    pub db: ServerDb,
+    pub admin_key: Option<String>,
+    /// Ward boundaries, for numbering a new request's ward and inspectors' scope.
+    pub wards: std::sync::OnceLock<curbside_core::Jurisdiction>,
 }
 
 impl AppState {
@@ -42,6 +47,9 @@ impl AppState {
         Ok(AppState {
             catalog: db.catalog()?,
             jurisdiction: config.jurisdiction.clone(),
+            db,
+            admin_key: config.admin_key.clone().filter(|k| !k.is_empty()),
+            wards: std::sync::OnceLock::new(),
         })
     }
 }
@@ -50,6 +58,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(open311::router())
+        .merge(sync::router())
         .fallback(open311::not_found)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

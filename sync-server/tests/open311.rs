@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path) -> Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         catalog: None,
+        admin_key: None,
         jurisdiction: "toronto.ca".into(),
     }
 }

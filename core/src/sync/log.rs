@@ -15,6 +15,78 @@ use super::change::{kind_of, set_of, Change, ChangeError, Kind};
 use super::clock::{Clock, Hlc};
 use crate::error::{Error, Result};
 
+/// The tables a replica needs for the change log (also run by the server on its own file).
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_changes (
+    request_id TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    field      TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    hlc        INTEGER NOT NULL,
+    replica    TEXT NOT NULL,
+    replaced   INTEGER,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (request_id, id)
+) WITHOUT ROWID;";
+
+/// Changes that arrived after `after_seq`, in arrival order, for one request id filter.
+/// Needs an index on `seq` to be fast (the server has one).
+pub fn changes_since(
+    conn: &Connection,
+    after_seq: u64,
+    limit: usize,
+    mut keep: impl FnMut(&Change) -> bool,
+) -> Result<(Vec<Change>, u64, bool)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, request_id, field, value, hlc, replica, replaced, seq FROM sync_changes
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let batch = (limit as i64).saturating_mul(4).max(64);
+    let rows: Vec<(Change, u64)> = stmt
+        .query_map(params![after_seq as i64, batch], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?
+        .map(|row| {
+            let (id, request_id, field, value, hlc, replica, replaced, seq) = row?;
+            Ok((
+                Change {
+                    id,
+                    request_id,
+                    field,
+                    value: parse(&value)?,
+                    hlc: Hlc(hlc as u64),
+                    replica,
+                    replaced: replaced.map(|h| Hlc(h as u64)),
+                },
+                seq as u64,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let scanned_all = rows.len() < batch as usize;
+    let mut out = Vec::new();
+    let mut cursor = after_seq;
+    for (change, seq) in rows {
+        if out.len() == limit {
+            return Ok((out, cursor, true));
+        }
+        cursor = seq;
+        if keep(&change) {
+            out.push(change);
+        }
+    }
+    Ok((out, cursor, !scanned_all))
+}
+
 /// Stamps further ahead of the receiver's clock than this are refused: a phone whose clock
 /// runs days ahead must not win every race.
 pub const MAX_AHEAD_MS: u64 = 5 * 60 * 1000;

@@ -1,0 +1,226 @@
+//! POST /v1/devices and /v1/sync, driven with real changes written by real client stores.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use curbside_core::sync::Change;
+use curbside_core::{DraftEdit, Location, LocationSource, Store};
+use curbside_server::{app, AppState, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn state(dir: &std::path::Path) -> Arc<AppState> {
+    Arc::new(
+        AppState::load(&Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+            catalog: None,
+            admin_key: Some("city-admin".into()),
+            jurisdiction: "toronto.ca".into(),
+        })
+        .unwrap(),
+    )
+}
+
+async fn post(
+    state: &Arc<AppState>,
+    uri: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut req = Request::post(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let response = app(state.clone())
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn register(state: &Arc<AppState>, body: Value) -> String {
+    let (status, v) = post(state, "/v1/devices", None, &body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A resident's phone: a real store with a submitted pothole report; returns its changes.
+fn phone_report(dir: &std::path::Path, lat: f64, lon: f64) -> (String, Vec<Change>) {
+    let path = dir.join("phone.db");
+    let store = Store::open(&path).unwrap();
+    let id = store
+        .create_draft(
+            "CSROWR-12",
+            &DraftEdit {
+                description: Some("Pothole at the streetcar stop".into()),
+                attributes: vec![("SIZE".into(), vec!["large".into()])],
+                location: Some(Some(
+                    Location::new(lat, lon, Some(5.0), LocationSource::Gps).unwrap(),
+                )),
+                ..DraftEdit::default()
+            },
+        )
+        .unwrap();
+    store.submit_draft(&id).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    (id, curbside_core::sync::log::all_changes(&conn).unwrap())
+}
+
+#[tokio::test]
+async fn a_pushed_report_gets_one_public_id_however_often_it_is_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let resident = register(&server, json!({})).await;
+    let (id, changes) = phone_report(dir.path(), 43.6534, -79.3841);
+    let push =
+        json!({"changes": changes, "client_time_ms": curbside_core::clock::now_ms() - 86_400_000})
+            .to_string();
+
+    let (status, first) = post(&server, "/v1/sync", Some(&resident), &push).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["accepted"].as_array().unwrap().len(), changes.len());
+    let number = first["assigned"][0]["service_request_id"].clone();
+    assert_eq!(first["assigned"][0]["request_id"], id.as_str());
+    let offset = first["clock_offset_ms"].as_i64().unwrap();
+    assert!(
+        (offset - 86_400_000).abs() < 60_000,
+        "a phone a day behind is told so: {offset}"
+    );
+    // The pull brings the resident's own request back, and a cursor.
+    assert_eq!(first["changes"].as_array().unwrap().len(), changes.len());
+
+    // The response was lost: the phone sends the same batch again.
+    let (status, again) = post(&server, "/v1/sync", Some(&resident), &push).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again["assigned"][0]["service_request_id"], number,
+        "no second request"
+    );
+    let cursor = again["cursor"].as_str().unwrap().to_string();
+    let (_, later) = post(
+        &server,
+        "/v1/sync",
+        Some(&resident),
+        &json!({"cursor": cursor}).to_string(),
+    )
+    .await;
+    assert!(
+        later["changes"].as_array().unwrap().is_empty(),
+        "nothing new since the cursor"
+    );
+    assert_eq!(later["more"], false);
+}
+
+#[tokio::test]
+async fn scope_tokens_and_bad_input_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let resident = register(&server, json!({"role": "resident"})).await;
+    let other = register(&server, json!({})).await;
+    let (status, _) = post(
+        &server,
+        "/v1/devices",
+        None,
+        &json!({"role": "inspector", "wards": ["10"]}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "inspectors need the admin key"
+    );
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let far_inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["23"], "admin_key": "city-admin"}),
+    )
+    .await;
+
+    // City Hall is in ward 10.
+    let (id, changes) = phone_report(dir.path(), 43.6534, -79.3841);
+    let (status, _) = post(
+        &server,
+        "/v1/sync",
+        Some(&resident),
+        &json!({"changes": changes}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, seen) = post(&server, "/v1/sync", Some(&inspector), "{}").await;
+    assert_eq!(
+        seen["changes"].as_array().unwrap().len(),
+        changes.len(),
+        "ward 10's inspector sees it"
+    );
+    for token in [&far_inspector, &other] {
+        let (_, v) = post(&server, "/v1/sync", Some(token), "{}").await;
+        assert!(
+            v["changes"].as_array().unwrap().is_empty(),
+            "not in this device's scope"
+        );
+    }
+
+    // Another resident may not change it; the ward's inspector may.
+    let mut edit = changes[1].clone();
+    edit.id = "someone:1".into();
+    let body = json!({"changes": [edit]}).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&other), &body).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&inspector), &body).await.0,
+        StatusCode::OK
+    );
+
+    for (token, body, expected) in [
+        (None, "{}".to_string(), StatusCode::UNAUTHORIZED),
+        (Some("not-a-token"), "{}".to_string(), StatusCode::UNAUTHORIZED),
+        (Some(resident.as_str()), "{\"changes\": [".to_string(), StatusCode::BAD_REQUEST),
+        (Some(resident.as_str()), json!({"cursor": "another-server:12"}).to_string(), StatusCode::CONFLICT),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:1", "request_id": id, "field": "colour", "value": "red", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, v) = post(&server, "/v1/sync", token, &body).await;
+        assert_eq!(status, expected, "{body}: {v}");
+        assert!(v[0]["description"].as_str().is_some_and(|d| !d.is_empty()), "an Open311 error array: {v}");
+    }
+    // A far-future stamp in a batch: refused whole, the good change in it included.
+    let mut future = changes[1].clone();
+    future.id = "phone:99".into();
+    future.hlc =
+        curbside_core::sync::Hlc::new((curbside_core::clock::now_ms() + 86_400_000) as u64, 0);
+    let mut good = changes[1].clone();
+    good.id = "phone:98".into();
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&resident),
+        &json!({"changes": [good, future]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (_, pulled) = post(&server, "/v1/sync", Some(&resident), "{}").await;
+    assert!(
+        !pulled["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "phone:98"),
+        "no partial apply"
+    );
+}
