@@ -48,8 +48,8 @@ impl From<Error> for ApiError {
                 problems: one("id", curbside_core::ProblemKind::Malformed),
                 reason,
             },
-            Error::Catalog(_) => ApiError::InvalidInput {
-                problems: one("catalog", curbside_core::ProblemKind::Malformed),
+            Error::Catalog(_) | Error::Requests(_) => ApiError::InvalidInput {
+                problems: one("file", curbside_core::ProblemKind::Malformed),
                 reason,
             },
             Error::Photo(p) => ApiError::InvalidInput {

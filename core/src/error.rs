@@ -51,6 +51,10 @@ pub enum Error {
     #[error("catalogue: {0}")]
     Catalog(String),
 
+    /// An Open311 requests.json that cannot be read.
+    #[error("requests: {0}")]
+    Requests(String),
+
     #[error("{0}")]
     Photo(#[from] crate::photo::PhotoError),
 

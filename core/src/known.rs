@@ -58,7 +58,7 @@ pub(crate) fn all(conn: &Connection) -> Result<Vec<KnownRequest>> {
 /// `{"service_requests":[…]}`; integer or string ids and codes; nulls). Requests without a
 /// usable location are skipped: duplicate detection cannot place them.
 pub fn parse_open311_requests(bytes: &[u8]) -> Result<Vec<KnownRequest>> {
-    let bad = |m: String| Error::Catalog(format!("requests: {m}"));
+    let bad = Error::Requests;
     let root: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let items = match &root {

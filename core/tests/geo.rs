@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use curbside_core::geo::{BoundaryOptions, GeoError, Jurisdiction};
-use curbside_core::Catalog;
 
 fn toronto(rel: &str) -> Vec<u8> {
     std::fs::read(
@@ -133,7 +132,6 @@ fn the_shipped_25_wards_are_valid_and_answer_for_city_hall() {
         let naive = toronto.ward_at_naive(lat, lon).map(|w| w.code.clone());
         assert_eq!(fast, naive, "({lat}, {lon})");
     }
-    let _ = Catalog::toronto();
 }
 
 mod store {

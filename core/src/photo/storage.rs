@@ -39,18 +39,7 @@ pub(crate) fn attach(
     photo: &Processed,
     options: &PhotoOptions,
 ) -> Result<AttachedPhoto> {
-    let (state, has_location): (String, bool) = tx
-        .prepare_cached("SELECT state, lat IS NOT NULL FROM requests WHERE id = ?1")?
-        .query_row([request_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or_else(|| Error::NotFound(request_id.to_string()))?;
-    if state != State::Draft.as_str() {
-        return Err(Error::WrongState {
-            id: request_id.to_string(),
-            state: State::parse(&state).unwrap_or(State::Draft),
-            action: "attach a photo to",
-        });
-    }
+    let has_location = draft_only(tx, request_id, "attach a photo to")?;
     let info = PhotoInfo {
         sha256: photo.sha256.clone(),
         width: photo.width,
@@ -138,18 +127,7 @@ pub(crate) fn attach(
 }
 
 pub(crate) fn detach(tx: &Transaction, request_id: &str, sha256: &str) -> Result<()> {
-    let state: String = tx
-        .prepare_cached("SELECT state FROM requests WHERE id = ?1")?
-        .query_row([request_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::NotFound(request_id.to_string()))?;
-    if state != State::Draft.as_str() {
-        return Err(Error::WrongState {
-            id: request_id.to_string(),
-            state: State::parse(&state).unwrap_or(State::Draft),
-            action: "remove a photo from",
-        });
-    }
+    draft_only(tx, request_id, "remove a photo from")?;
     let removed = tx
         .prepare_cached("DELETE FROM request_photos WHERE request_id = ?1 AND sha256 = ?2")?
         .execute(params![request_id, sha256])?;
@@ -160,6 +138,23 @@ pub(crate) fn detach(tx: &Transaction, request_id: &str, sha256: &str) -> Result
     }
     remove_orphans(tx)?;
     Ok(())
+}
+
+/// Photos change only while the request is a draft; says whether it has a location.
+fn draft_only(tx: &Transaction, request_id: &str, action: &'static str) -> Result<bool> {
+    let (state, has_location): (String, bool) = tx
+        .prepare_cached("SELECT state, lat IS NOT NULL FROM requests WHERE id = ?1")?
+        .query_row([request_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(request_id.to_string()))?;
+    if state != State::Draft.as_str() {
+        return Err(Error::WrongState {
+            id: request_id.to_string(),
+            state: State::parse(&state).unwrap_or(State::Draft),
+            action,
+        });
+    }
+    Ok(has_location)
 }
 
 /// Frees the bytes of photos no request links to.

@@ -111,6 +111,7 @@ impl Store {
             let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version == 0 {
                 tx.execute_batch(schema::CURRENT)?;
+                tx.execute_batch(crate::sync::log::SCHEMA)?;
                 tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
                 catalog::replace(&tx, &Catalog::toronto())?;
             } else {

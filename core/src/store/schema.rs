@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 
 pub const VERSION: u32 = 2;
 
-/// The whole schema of [`VERSION`], for a fresh database.
+/// The whole schema of [`VERSION`], for a fresh database, together with the replication
+/// tables of [`crate::sync::log::SCHEMA`] (defined once, there, and shared with the server).
 pub const CURRENT: &str = r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -117,19 +118,6 @@ CREATE TABLE known_requests (
     updated_at         INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Replication: every change ever made or received. The merged request is computed from them
--- (a pure function of the set), so nothing else needs to be kept in step.
-CREATE TABLE sync_changes (
-    request_id TEXT NOT NULL,
-    id         TEXT NOT NULL,
-    field      TEXT NOT NULL,
-    value      TEXT NOT NULL,
-    hlc        INTEGER NOT NULL,
-    replica    TEXT NOT NULL,
-    replaced   INTEGER,
-    seq        INTEGER NOT NULL,
-    PRIMARY KEY (request_id, id)
-) WITHOUT ROWID;
 "#;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
@@ -192,8 +180,8 @@ CREATE TABLE request_attributes (
 /// Moves the schema from `version` to `version + 1`.
 pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
     match version {
-        // 2: reporter contact (private), the lifecycle history, photos, wards and the cache of
-        // synced-in requests. Requests move to a
+        // 2: reporter contact (private), the lifecycle history, photos, wards, the cache of
+        // synced-in requests and the replication log. Requests move to a
         // WITHOUT ROWID table keyed by their time-ordered id, with their attribute answers as
         // JSON in the row: two B-trees fewer per write. Existing requests get a history that
         // starts at their current state.
@@ -280,23 +268,11 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 created_at         INTEGER NOT NULL,
                 updated_at         INTEGER NOT NULL
             ) WITHOUT ROWID;
-            -- Replication: every change ever made or received. The merged request is computed from them
-            -- (a pure function of the set), so nothing else needs to be kept in step.
-            CREATE TABLE sync_changes (
-                request_id TEXT NOT NULL,
-                id         TEXT NOT NULL,
-                field      TEXT NOT NULL,
-                value      TEXT NOT NULL,
-                hlc        INTEGER NOT NULL,
-                replica    TEXT NOT NULL,
-                replaced   INTEGER,
-                seq        INTEGER NOT NULL,
-                PRIMARY KEY (request_id, id)
-            ) WITHOUT ROWID;
             INSERT INTO request_history (request_id, seq, at, from_state, to_state, note)
                 SELECT id, 1, created_at, NULL, state, 'history starts at upgrade' FROM requests;
             "#,
-        )?,
+        )
+        .and_then(|()| tx.execute_batch(crate::sync::log::SCHEMA))?,
         v => return Err(Error::NoMigration(v)),
     }
     Ok(())

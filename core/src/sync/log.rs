@@ -30,6 +30,24 @@ CREATE TABLE IF NOT EXISTS sync_changes (
     PRIMARY KEY (request_id, id)
 ) WITHOUT ROWID;";
 
+/// The columns every reader selects, in this order, for [`change_from_row`].
+const CHANGE_COLUMNS: &str = "id, request_id, field, value, hlc, replica, replaced";
+
+fn change_from_row(r: &rusqlite::Row) -> rusqlite::Result<Change> {
+    let value: String = r.get(3)?;
+    Ok(Change {
+        id: r.get(0)?,
+        request_id: r.get(1)?,
+        field: r.get(2)?,
+        value: serde_json::from_str(&value).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        hlc: Hlc(r.get::<_, i64>(4)? as u64),
+        replica: r.get(5)?,
+        replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
+    })
+}
+
 /// Changes that arrived after `after_seq`, in arrival order, for one request id filter.
 /// Needs an index on `seq` to be fast (the server has one).
 pub fn changes_since(
@@ -38,40 +56,15 @@ pub fn changes_since(
     limit: usize,
     mut keep: impl FnMut(&Change) -> bool,
 ) -> Result<(Vec<Change>, u64, bool)> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, request_id, field, value, hlc, replica, replaced, seq FROM sync_changes
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS}, seq FROM sync_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
     let batch = (limit as i64).saturating_mul(4).max(64);
     let rows: Vec<(Change, u64)> = stmt
         .query_map(params![after_seq as i64, batch], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
+            Ok((change_from_row(r)?, r.get::<_, i64>(7)? as u64))
         })?
-        .map(|row| {
-            let (id, request_id, field, value, hlc, replica, replaced, seq) = row?;
-            Ok((
-                Change {
-                    id,
-                    request_id,
-                    field,
-                    value: parse(&value)?,
-                    hlc: Hlc(hlc as u64),
-                    replica,
-                    replaced: replaced.map(|h| Hlc(h as u64)),
-                },
-                seq as u64,
-            ))
-        })
-        .collect::<Result<_>>()?;
+        .collect::<rusqlite::Result<_>>()?;
     let scanned_all = rows.len() < batch as usize;
     let mut out = Vec::new();
     let mut cursor = after_seq;
@@ -160,11 +153,18 @@ pub fn local_changes(
     let mut counter: u64 = meta(tx, "change_counter")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let loaded = load(tx, request_id)?;
-    let mut current: HashMap<String, (Hlc, String)> = winners(&loaded)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    // Only the stamps are needed to know what each edit replaces: no values are read.
+    let logged: Vec<(String, Hlc, String)> = tx
+        .prepare_cached("SELECT field, hlc, replica FROM sync_changes WHERE request_id = ?1")?
+        .query_map([request_id], |r| {
+            Ok((r.get(0)?, Hlc(r.get::<_, i64>(1)? as u64), r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut current: HashMap<String, (Hlc, String)> =
+        winners(logged.iter().map(|(f, h, r)| (f.as_str(), *h, r.as_str())))
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     let mut out = Vec::with_capacity(edits.len());
     for (field, value) in edits {
         counter += 1;
@@ -228,10 +228,6 @@ pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyR
     Ok(report)
 }
 
-fn parse(json: &str) -> Result<Value> {
-    serde_json::from_str(json).map_err(|e| Error::Stored(format!("change value: {e}")))
-}
-
 /// Logs one change; false when it was already there.
 fn insert(tx: &Transaction, c: &Change, seq: u64) -> Result<bool> {
     let inserted = tx
@@ -255,54 +251,40 @@ fn insert(tx: &Transaction, c: &Change, seq: u64) -> Result<bool> {
 
 /// A request's changes in (stamp, replica, id) order.
 fn load(conn: &Connection, request_id: &str) -> Result<Vec<Change>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, field, value, hlc, replica, replaced FROM sync_changes WHERE request_id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM sync_changes WHERE request_id = ?1"
+    ))?;
     let mut changes: Vec<Change> = stmt
-        .query_map([request_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })?
-        .map(|row| {
-            let (id, field, value, hlc, replica, replaced) = row?;
-            Ok(Change {
-                id,
-                request_id: request_id.to_string(),
-                field,
-                value: parse(&value)?,
-                hlc: Hlc(hlc as u64),
-                replica,
-                replaced: replaced.map(|h| Hlc(h as u64)),
-            })
-        })
-        .collect::<Result<_>>()?;
+        .query_map([request_id], change_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
     changes.sort_by(|a, b| (a.hlc, &a.replica, &a.id).cmp(&(b.hlc, &b.replica, &b.id)));
     Ok(changes)
 }
 
 /// The change in force for each register and set-once field: the highest (stamp, replica)
-/// for a register, the lowest for a set-once field. `changes` must be in stamp order.
-fn winners(changes: &[Change]) -> HashMap<&str, (Hlc, String)> {
+/// for a register, the lowest for a set-once field, whatever the order of `stamps`.
+fn winners<'a>(
+    stamps: impl IntoIterator<Item = (&'a str, Hlc, &'a str)>,
+) -> HashMap<&'a str, (Hlc, String)> {
     let mut out: HashMap<&str, (Hlc, String)> = HashMap::new();
-    for c in changes {
-        match kind_of(&c.field) {
-            Some(Kind::Register) => {
-                out.insert(c.field.as_str(), (c.hlc, c.replica.clone()));
-            }
-            Some(Kind::Once) => {
-                out.entry(c.field.as_str())
-                    .or_insert((c.hlc, c.replica.clone()));
-            }
-            _ => {}
+    for (field, hlc, replica) in stamps {
+        let newer = |cur: &(Hlc, String)| (hlc, replica) > (cur.0, cur.1.as_str());
+        let take = match kind_of(field) {
+            Some(Kind::Register) => out.get(field).is_none_or(newer),
+            Some(Kind::Once) => out.get(field).is_none_or(|cur| !newer(cur)),
+            _ => false,
+        };
+        if take {
+            out.insert(field, (hlc, replica.to_string()));
         }
     }
     out
+}
+
+fn stamps(changes: &[Change]) -> impl Iterator<Item = (&str, Hlc, &str)> {
+    changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.hlc, c.replica.as_str()))
 }
 
 /// One entry of a request's replicated history.
@@ -331,7 +313,7 @@ pub struct Document {
 
 pub fn document(conn: &Connection, request_id: &str) -> Result<Document> {
     let changes = load(conn, request_id)?;
-    let winners = winners(&changes);
+    let winners = winners(stamps(&changes));
     let mut fields = BTreeMap::new();
     for c in &changes {
         if winners.get(c.field.as_str()) == Some(&(c.hlc, c.replica.clone())) {
@@ -395,31 +377,11 @@ pub fn document(conn: &Connection, request_id: &str) -> Result<Document> {
 
 /// Every change this replica holds, in arrival order (what a full exchange sends).
 pub fn all_changes(conn: &Connection) -> Result<Vec<Change>> {
-    let mut stmt = conn.prepare("SELECT id, request_id, field, value, hlc, replica, replaced FROM sync_changes ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (id, request_id, field, value, hlc, replica, replaced) = row?;
-        Ok(Change {
-            id,
-            request_id,
-            field,
-            value: parse(&value)?,
-            hlc: Hlc(hlc as u64),
-            replica,
-            replaced: replaced.map(|h| Hlc(h as u64)),
-        })
-    })
-    .collect()
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM sync_changes ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([], change_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The ids of the requests this replica holds changes for.
