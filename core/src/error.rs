@@ -65,6 +65,21 @@ pub enum Error {
     #[error("sync: {0}")]
     Sync(String),
 
+    /// The server could not be reached (after retries with backoff): try again later.
+    #[error("network: {0}")]
+    Network(String),
+
+    /// The server answered with an error that retrying will not fix.
+    #[error("the server refused: {message} (HTTP {status})")]
+    Server { status: u16, message: String },
+
+    #[error("this device is not registered with a server: register first")]
+    NotRegistered,
+
+    /// Sync or an upload was cancelled; what finished is kept, the rest resumes next time.
+    #[error("cancelled")]
+    Cancelled,
+
     /// A stored value this build cannot read (a hand-edited or damaged file).
     #[error("stored data is unreadable: {0}")]
     Stored(String),

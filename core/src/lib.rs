@@ -23,4 +23,4 @@ pub use draft::{
 pub use error::{Error, Result};
 pub use geo::{GeoError, Jurisdiction, Location, LocationSource};
 pub use photo::{PhotoError, PhotoOptions};
-pub use store::{Durability, Store};
+pub use store::{Durability, Progress, Registration, Store, SyncOptions, SyncReport};

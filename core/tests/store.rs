@@ -112,9 +112,45 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     assert_eq!(d.attributes["SIZE"], ["large"]);
     drop(store);
     assert_eq!(schema_of(&old), schema_of(&fresh));
+
+    // Version 2 (version 1 and its step): the changes it logged are queued for the server.
+    let v2 = dir.path().join("v2.db");
+    {
+        let mut conn = Connection::open(&v2).unwrap();
+        conn.execute_batch(schema::V1).unwrap();
+        let tx = conn.transaction().unwrap();
+        schema::upgrade_from(&tx, 1).unwrap();
+        tx.execute_batch(
+            "DROP TABLE sync_outbox;
+             PRAGMA user_version = 2; PRAGMA application_id = 1129665090;
+             INSERT INTO meta VALUES ('replica_id', 'aaaa');
+             INSERT INTO sync_changes VALUES
+               ('0190f3a0-0000-7000-8000-000000000002', 'aaaa:1', 'create',
+                '{\"service_code\":\"CSROWR-12\"}', 65536, 'aaaa', NULL, 1),
+               ('0190f3a0-0000-7000-8000-000000000002', 'bbbb:1', 'status', '\"completed\"',
+                65537, 'bbbb', NULL, 2);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    drop(Store::open(&v2).unwrap());
+    assert_eq!(schema_of(&v2), schema_of(&fresh));
+    let queued: Vec<String> = Connection::open(&v2)
+        .unwrap()
+        .prepare("SELECT id FROM sync_outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        queued,
+        ["aaaa:1"],
+        "only this replica's own changes are queued"
+    );
     assert_eq!(
         schema::VERSION,
-        2,
+        3,
         "add the new version's snapshot to this test"
     );
 }

@@ -26,4 +26,8 @@ pub struct Config {
     /// The Open311 jurisdiction_id this server answers for.
     #[arg(long, env = "CURBSIDE_JURISDICTION", default_value = "toronto.ca")]
     pub jurisdiction: String,
+    /// Days overwritten values and removals are kept for devices that are offline; a device
+    /// away longer resyncs in full. Longer than the longest offline shift you expect.
+    #[arg(long, env = "CURBSIDE_RETENTION_DAYS", default_value_t = 180)]
+    pub retention_days: u32,
 }

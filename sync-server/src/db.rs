@@ -1,5 +1,5 @@
-//! The server's embedded store: one SQLite file in the data directory (WAL). For now it holds
-//! the catalogue the server publishes; the sync tables join it with the sync protocol.
+//! The server's embedded store: one SQLite file in the data directory (WAL): the catalogue it
+//! publishes, registered devices, the requests it has numbered and curbside-core's change log.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::ServerError;
 
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const SCHEMA: &str = "
 CREATE TABLE catalog (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -35,6 +35,16 @@ CREATE TABLE requests (
     created_at         INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX sync_changes_by_seq ON sync_changes (seq);";
+
+/// Version 3: what the pull scope needs about each request (where it is, whether it is open,
+/// who may see it), kept up to date from the merged changes; the media table of uploads.
+const V3: &str = "
+ALTER TABLE requests ADD COLUMN lat REAL;
+ALTER TABLE requests ADD COLUMN lon REAL;
+ALTER TABLE requests ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted';
+ALTER TABLE requests ADD COLUMN public INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX requests_by_lat ON requests (lat);
+CREATE INDEX requests_by_creator ON requests (created_by);";
 
 pub struct ServerDb {
     pub(crate) conn: Mutex<Connection>,
@@ -70,6 +80,11 @@ impl ServerDb {
                     "INSERT INTO meta (key, value) VALUES ('server_id', ?1) ON CONFLICT (key) DO NOTHING",
                     [server_id],
                 )?;
+            }
+            if version < 3 {
+                // Also brings the change log's own tables up to this core's (the outbox).
+                tx.execute_batch(curbside_core::sync::log::SCHEMA)?;
+                tx.execute_batch(V3)?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
             tx.commit()?;

@@ -18,6 +18,25 @@ pub enum ServerError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// A pushed change is stamped ahead of the server's clock: the client corrects and retries.
+    #[error(
+        "the device's clock runs ahead of the server's: correct it by the offset and push again"
+    )]
+    ClockAhead { server_time_ms: i64 },
+    /// The cursor predates the tombstone retention: the client resyncs in full.
+    #[error("the cursor is older than this server keeps removals for: sync again from the start")]
+    CursorExpired,
+    #[error("the cursor comes from another server: sync again from the start")]
+    CursorForeign,
+    /// One request of a push was refused; the client drops its changes and keeps the rest.
+    #[error("{message}")]
+    RequestRefused {
+        status: StatusCode,
+        request_id: String,
+        message: String,
+    },
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("cannot start: {0}")]
     Startup(String),
     #[error("database: {0}")]
@@ -33,7 +52,11 @@ impl ServerError {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::Conflict(_) | ServerError::CursorForeign => StatusCode::CONFLICT,
+            ServerError::ClockAhead { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ServerError::CursorExpired => StatusCode::GONE,
+            ServerError::RequestRefused { status, .. } => *status,
+            ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -47,7 +70,20 @@ impl ServerError {
         } else {
             self.to_string()
         };
-        crate::open311::error_body(format, status, &description)
+        // Extra members a Curbside client acts on; Open311 clients ignore them.
+        let extra = match self {
+            ServerError::ClockAhead { server_time_ms } => {
+                vec![("server_time_ms", serde_json::json!(server_time_ms))]
+            }
+            ServerError::CursorForeign | ServerError::CursorExpired => {
+                vec![("cursor", serde_json::json!(true))]
+            }
+            ServerError::RequestRefused { request_id, .. } => {
+                vec![("request_id", serde_json::json!(request_id))]
+            }
+            _ => Vec::new(),
+        };
+        crate::open311::error_body(format, status, &description, &extra)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Curbside's server. It keeps its state in an embedded SQLite file in its data directory and
-//! speaks Open311 GeoReport v2 to any client; the Curbside sync protocol joins it later.
+//! Curbside's server. It keeps its state in an embedded SQLite file in its data directory,
+//! speaks Open311 GeoReport v2 to any client, and the Curbside sync protocol (changes merged
+//! with curbside-core's own code, resumable photo uploads) to Curbside apps.
 //!
 //! [`app`] builds the router (tests drive it in-process); [`serve`] runs it on a listener until
 //! a shutdown signal, finishing requests in flight.
@@ -7,8 +8,11 @@
 mod config;
 mod db;
 mod error;
+mod media;
 mod open311;
 mod sync;
+
+pub use sync::compact;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +35,9 @@ pub struct AppState {
     pub admin_key: Option<String>,
     /// Ward boundaries, for numbering a new request's ward and inspectors' scope.
     pub wards: std::sync::OnceLock<curbside_core::Jurisdiction>,
+    /// Where uploaded photos live (`media/` inside it).
+    pub data_dir: std::path::PathBuf,
+    pub retention_days: u32,
 }
 
 impl AppState {
@@ -50,6 +57,8 @@ impl AppState {
             db,
             admin_key: config.admin_key.clone().filter(|k| !k.is_empty()),
             wards: std::sync::OnceLock::new(),
+            data_dir: config.data_dir.clone(),
+            retention_days: config.retention_days,
         })
     }
 }
@@ -59,7 +68,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(open311::router())
         .merge(sync::router())
+        .merge(media::router())
         .fallback(open311::not_found)
+        // Sync bodies are JSON text: gzip both ways. Photos are JPEG already.
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -88,12 +102,26 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish.
+/// Serves until `shutdown` completes, then lets requests in flight finish. Overwritten values
+/// and removals past the retention are compacted at start and every six hours.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let compactor = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+        loop {
+            every.tick().await;
+            let s = compactor.clone();
+            match tokio::task::spawn_blocking(move || compact(&s, s.retention_days)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(changes = n, "compacted"),
+                Ok(Err(e)) => tracing::error!(error = %e, "compaction failed"),
+                _ => {}
+            }
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

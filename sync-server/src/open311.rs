@@ -176,14 +176,19 @@ pub async fn not_found(uri: Uri) -> Response {
     ServerError::NotFound(format!("no such resource: {}", uri.path())).respond(format)
 }
 
-pub fn error_body(format: Format, status: StatusCode, description: &str) -> Response {
+pub fn error_body(
+    format: Format,
+    status: StatusCode,
+    description: &str,
+    extra: &[(&str, Value)],
+) -> Response {
     let body = match format {
         Format::Json => {
-            return (
-                status,
-                json_body(&json!([{ "code": status.as_u16(), "description": description }])),
-            )
-                .into_response()
+            let mut error = json!({ "code": status.as_u16(), "description": description });
+            for (k, v) in extra {
+                error[*k] = v.clone();
+            }
+            return (status, json_body(&json!([error]))).into_response();
         }
         Format::Xml => {
             let mut x = Xml::new("errors");

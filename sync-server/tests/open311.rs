@@ -18,6 +18,7 @@ fn config(dir: &std::path::Path) -> Config {
         catalog: None,
         admin_key: None,
         jurisdiction: "toronto.ca".into(),
+        retention_days: 180,
     }
 }
 

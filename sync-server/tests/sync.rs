@@ -18,6 +18,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
             catalog: None,
             admin_key: Some("city-admin".into()),
             jurisdiction: "toronto.ca".into(),
+            retention_days: 180,
         })
         .unwrap(),
     )

@@ -433,6 +433,39 @@ fn log_edit(
     Ok(())
 }
 
+/// Queues a request's whole content again as new changes: for a request the server refused
+/// before it held any of it, so that resubmitting sends it afresh.
+pub(crate) fn relog(tx: &Transaction, id: &str) -> Result<()> {
+    let d = load(tx, id, false)?;
+    let created_at: i64 = tx
+        .prepare_cached("SELECT created_at FROM requests WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let replica = sync::log::replica_id(tx)?;
+    let create = serde_json::json!({
+        "service_code": d.service_code, "created_at": created_at, "created_by": replica, "channel": "app"
+    });
+    let edit = DraftEdit {
+        description: Some(d.description),
+        attributes: d.attributes.into_iter().collect(),
+        location: Some(d.location),
+        address: Some(d.address),
+        contact: Some(d.contact),
+        anonymous: Some(d.anonymous),
+    };
+    let now = now_ms();
+    log_edit(tx, id, Some(create), &edit, now)?;
+    for p in crate::photo::storage::list(tx, id)? {
+        sync::local_change(
+            tx,
+            id,
+            "photo",
+            serde_json::json!({"sha256": p.sha256, "width": p.width, "height": p.height}),
+            now,
+        )?;
+    }
+    Ok(())
+}
+
 /// Applies `edit` to a draft; only drafts are editable (a queued request is withdrawn first).
 pub(crate) fn edit(
     tx: &Transaction,
@@ -705,6 +738,8 @@ pub(crate) fn delete(tx: &Transaction, id: &str) -> Result<()> {
         .execute([&id])?;
     // It never left the device, so neither do its changes.
     tx.prepare_cached("DELETE FROM sync_changes WHERE request_id = ?1")?
+        .execute([&id])?;
+    tx.prepare_cached("DELETE FROM sync_outbox WHERE request_id = ?1")?
         .execute([&id])?;
     Ok(())
 }

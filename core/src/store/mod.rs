@@ -2,7 +2,10 @@
 //! that the file is ours and not from a newer app before anything is written to it, then brings
 //! the schema up to date step by step.
 
+mod remote;
 pub mod schema;
+
+pub use remote::{Progress, Registration, SyncOptions, SyncReport};
 
 use std::fs::File;
 use std::io::Read;

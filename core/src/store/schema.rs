@@ -7,7 +7,7 @@ use rusqlite::Transaction;
 
 use crate::error::{Error, Result};
 
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The whole schema of [`VERSION`], for a fresh database, together with the replication
 /// tables of [`crate::sync::log::SCHEMA`] (defined once, there, and shared with the server).
@@ -118,6 +118,11 @@ CREATE TABLE known_requests (
     updated_at         INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Photos whose request the server has acknowledged and whose bytes it may not hold yet.
+CREATE TABLE photo_uploads (
+    sha256    TEXT PRIMARY KEY,
+    queued_at INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
@@ -273,6 +278,18 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
             "#,
         )
         .and_then(|()| tx.execute_batch(crate::sync::log::SCHEMA))?,
+        // 3: the sync engine's queues. Every change this replica made so far is unsent.
+        2 => tx.execute_batch(&format!(
+            "{}
+            CREATE TABLE photo_uploads (
+                sha256    TEXT PRIMARY KEY,
+                queued_at INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            INSERT INTO sync_outbox (request_id, id)
+                SELECT request_id, id FROM sync_changes
+                WHERE replica = (SELECT value FROM meta WHERE key = 'replica_id') ORDER BY seq;",
+            crate::sync::log::SCHEMA
+        ))?,
         v => return Err(Error::NoMigration(v)),
     }
     Ok(())

@@ -24,7 +24,8 @@ pub enum Kind {
 /// The fields of a request and how each merges. `attr:CODE` is one register per attribute.
 pub fn kind_of(field: &str) -> Option<Kind> {
     match field {
-        "create" => Some(Kind::Once),
+        // The public number is given once, by the server.
+        "create" | "service_request_id" => Some(Kind::Once),
         "description" | "location" | "address" | "status" | "priority" | "assignee"
         | "expected_at" | "visibility" | "contact" => Some(Kind::Register),
         f if f
@@ -127,6 +128,13 @@ impl Change {
             "create" => {
                 if !v.get("service_code").is_some_and(Value::is_string) {
                     return Err(bad("needs a service_code"));
+                }
+            }
+            "service_request_id" => {
+                if !v.as_str().is_some_and(|s| {
+                    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+                }) {
+                    return Err(bad("must be a string of digits"));
                 }
             }
             "description" => text(MAX_DESCRIPTION_CHARS)?,

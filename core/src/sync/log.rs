@@ -28,12 +28,19 @@ CREATE TABLE IF NOT EXISTS sync_changes (
     replaced   INTEGER,
     seq        INTEGER NOT NULL,
     PRIMARY KEY (request_id, id)
-) WITHOUT ROWID;";
+) WITHOUT ROWID;
+-- This replica's own changes the server has not yet acknowledged, in the order they were made.
+-- A draft's stay here, unsent, until it is submitted.
+CREATE TABLE IF NOT EXISTS sync_outbox (
+    seq        INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    id         TEXT NOT NULL
+);";
 
 /// The columns every reader selects, in this order, for [`change_from_row`].
-const CHANGE_COLUMNS: &str = "id, request_id, field, value, hlc, replica, replaced";
+pub(crate) const CHANGE_COLUMNS: &str = "id, request_id, field, value, hlc, replica, replaced";
 
-fn change_from_row(r: &rusqlite::Row) -> rusqlite::Result<Change> {
+pub(crate) fn change_from_row(r: &rusqlite::Row) -> rusqlite::Result<Change> {
     let value: String = r.get(3)?;
     Ok(Change {
         id: r.get(0)?,
@@ -84,14 +91,14 @@ pub fn changes_since(
 /// runs days ahead must not win every race.
 pub const MAX_AHEAD_MS: u64 = 5 * 60 * 1000;
 
-fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+pub(crate) fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?)
 }
 
-fn set_meta(tx: &Transaction, key: &str, value: &str) -> Result<()> {
+pub(crate) fn set_meta(tx: &Transaction, key: &str, value: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
@@ -124,11 +131,6 @@ fn save_clock(tx: &Transaction, clock: &Clock) -> Result<()> {
     set_meta(tx, "hlc_last", &clock.last.0.to_string())
 }
 
-/// Records the server's estimate of this device's clock error, for later stamps.
-pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<()> {
-    set_meta(tx, "clock_offset_ms", &offset_ms.to_string())
-}
-
 /// A local edit: stamps it, notes which value it replaces, and logs it, in the caller's
 /// transaction (the same one that changes the app's own tables).
 pub fn local_change(
@@ -141,8 +143,26 @@ pub fn local_change(
     Ok(local_changes(tx, request_id, vec![(field.to_string(), value)], now_ms)?.remove(0))
 }
 
-/// Several local edits of one request, stamped in order, with one clock update.
+/// Several local edits of one request, stamped in order, with one clock update, and queued
+/// for the server.
 pub fn local_changes(
+    tx: &Transaction,
+    request_id: &str,
+    edits: Vec<(String, Value)>,
+    now_ms: i64,
+) -> Result<Vec<Change>> {
+    let changes = stamp_changes(tx, request_id, edits, now_ms)?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO sync_outbox (seq, request_id, id) VALUES (NULL, ?1, ?2)")?;
+    for c in &changes {
+        stmt.execute(params![c.request_id, c.id])?;
+    }
+    Ok(changes)
+}
+
+/// Stamps and logs edits made by this replica, without queueing them: what the server does
+/// with its own changes (it has no one to push them to).
+pub fn stamp_changes(
     tx: &Transaction,
     request_id: &str,
     edits: Vec<(String, Value)>,
@@ -390,4 +410,112 @@ pub fn request_ids(conn: &Connection) -> Result<Vec<String>> {
         conn.prepare("SELECT DISTINCT request_id FROM sync_changes ORDER BY request_id")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Forgets queued changes the server has acknowledged.
+pub fn acknowledge(tx: &Transaction, changes: &[(String, String)]) -> Result<()> {
+    let mut stmt =
+        tx.prepare_cached("DELETE FROM sync_outbox WHERE request_id = ?1 AND id = ?2")?;
+    for (request_id, id) in changes {
+        stmt.execute(params![request_id, id])?;
+    }
+    Ok(())
+}
+
+/// Takes the server's estimate of this device's clock error and moves every change not yet
+/// sent by the correction, so a clock that ran a day ahead (or behind) does not win (or lose)
+/// every race. Stamps stay increasing, later than everything already sent or received, and
+/// references between unsent changes follow. Returns how many changes were re-stamped.
+pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
+    let old = clock(tx)?;
+    set_meta(tx, "clock_offset_ms", &offset_ms.to_string())?;
+    let delta = offset_ms.saturating_sub(old.offset_ms);
+    if delta == 0 {
+        return Ok(0);
+    }
+    let base: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(hlc), 0) FROM sync_changes c
+         WHERE NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.request_id = c.request_id AND o.id = c.id)",
+        [],
+        |r| r.get(0),
+    )?;
+    let unsent: Vec<(String, String, i64, Option<i64>)> = tx
+        .prepare(
+            "SELECT c.request_id, c.id, c.hlc, c.replaced FROM sync_outbox o
+             JOIN sync_changes c ON c.request_id = o.request_id AND c.id = o.id ORDER BY o.seq",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stamps = Clock::new(Hlc(base as u64), 0);
+    let mut moved: HashMap<i64, i64> = HashMap::new();
+    let mut update = tx.prepare_cached(
+        "UPDATE sync_changes SET hlc = ?3, replaced = ?4 WHERE request_id = ?1 AND id = ?2",
+    )?;
+    for (request_id, id, hlc, replaced) in &unsent {
+        let target = (Hlc(*hlc as u64).ms() as i64).saturating_add(delta);
+        let new = stamps.tick(target).0 as i64;
+        moved.insert(*hlc, new);
+        let replaced = replaced.map(|r| moved.get(&r).copied().unwrap_or(r));
+        update.execute(params![request_id, id, new, replaced])?;
+    }
+    // The clock restarts from what others have seen, not from the wrong stamps it issued.
+    save_clock(tx, &Clock::new(stamps.last, offset_ms))?;
+    Ok(unsent.len())
+}
+
+/// Drops what no replica needs once a retention period has passed: register values that were
+/// overwritten, and notes and photos that were removed (with their removals, the tombstones),
+/// where the overwrite or removal is stamped before `horizon`. The merged state is unchanged.
+/// Returns how many changes went and the highest arrival number among them: a replica whose
+/// cursor is older may have missed a removal, so it must resync in full.
+pub fn compact(tx: &Transaction, horizon: Hlc) -> Result<(usize, u64)> {
+    let ids: Vec<String> = tx
+        .prepare("SELECT DISTINCT request_id FROM sync_changes WHERE hlc < ?1")?
+        .query_map([horizon.0 as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let (mut deleted, mut max_seq) = (0usize, 0u64);
+    let mut select = tx.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS}, seq FROM sync_changes WHERE request_id = ?1"
+    ))?;
+    let mut delete =
+        tx.prepare_cached("DELETE FROM sync_changes WHERE request_id = ?1 AND id = ?2")?;
+    for id in ids {
+        let rows: Vec<(Change, u64)> = select
+            .query_map([&id], |r| {
+                Ok((change_from_row(r)?, r.get::<_, i64>(7)? as u64))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let changes: Vec<Change> = rows.iter().map(|(c, _)| c.clone()).collect();
+        let winners = winners(stamps(&changes));
+        let mut removed: HashMap<(&str, String), Hlc> = HashMap::new();
+        for c in changes
+            .iter()
+            .filter(|c| kind_of(&c.field) == Some(Kind::Remove))
+        {
+            if let (Some(set), Some(member)) = (set_of(&c.field), c.member()) {
+                let at = removed.entry((set, member)).or_insert(c.hlc);
+                *at = (*at).max(c.hlc);
+            }
+        }
+        for (c, seq) in &rows {
+            let gone = match kind_of(&c.field) {
+                Some(Kind::Register | Kind::Once) => {
+                    winners.get(c.field.as_str()).is_some_and(|w| {
+                        (w.0, w.1.as_str()) != (c.hlc, c.replica.as_str()) && w.0 < horizon
+                    })
+                }
+                Some(Kind::Add | Kind::Remove) => set_of(&c.field)
+                    .zip(c.member())
+                    .and_then(|key| removed.get(&key))
+                    .is_some_and(|at| *at < horizon),
+                None => false,
+            };
+            if gone {
+                delete.execute(params![c.request_id, c.id])?;
+                deleted += 1;
+                max_seq = max_seq.max(*seq);
+            }
+        }
+    }
+    Ok((deleted, max_seq))
 }

@@ -2,7 +2,7 @@
 //! replicated document"): a hybrid logical clock per replica, a log of per-field changes, and
 //! merge rules under which every replica holding the same changes holds the same request.
 //!
-//! - set once at creation (`create`): never changes;
+//! - set once (`create` at creation, `service_request_id` by the server): never changes;
 //! - last-writer-wins registers per field (`description`, `attr:CODE`, `location`, `address`,
 //!   `status`, `priority`, `assignee`, `expected_at`, `visibility`, `contact`), by (stamp, replica);
 //! - grow-only sets (`note`, `photo`) whose removals (`note_retract`, `photo_remove`) win;
@@ -10,9 +10,13 @@
 //!   history for a person, while the merge still picks one deterministically.
 
 pub mod change;
+pub mod client;
 pub mod clock;
 pub mod log;
+pub(crate) mod materialize;
+pub mod protocol;
 
 pub use change::{Change, ChangeError, Kind};
+pub use client::{CancelToken, RetryPolicy};
 pub use clock::{Clock, Hlc};
 pub use log::{apply, document, local_change, ApplyReport, Document, HistoryItem};

@@ -1,0 +1,96 @@
+//! The sync protocol's messages (DESIGN.md, "Sync protocol"), defined once for the client
+//! engine and the server.
+
+use serde::{Deserialize, Serialize};
+
+use super::change::Change;
+
+/// Changes one push may carry.
+pub const MAX_PUSH: usize = 1_000;
+/// Changes one pull page returns at most.
+pub const PAGE: usize = 2_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Resident,
+    Inspector,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Resident => "resident",
+            Role::Inspector => "inspector",
+        }
+    }
+}
+
+/// `POST /v1/devices`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegisterBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wards: Vec<String>,
+    /// Granting the inspector role takes the server's admin key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    pub device_id: String,
+    /// The bearer token for every later call. The server keeps only its hash.
+    pub token: String,
+    pub role: Role,
+    pub wards: Vec<String>,
+}
+
+/// `POST /v1/sync`: push pending changes, pull a page of the device's scope.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    /// The device's wall clock when it sent this, for the server's offset estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_time_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub request_id: String,
+    pub service_request_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// The pushed changes, all now held by the server (new or seen before), by id.
+    pub accepted: Vec<String>,
+    /// The public number of every request the push touched.
+    pub assigned: Vec<Assigned>,
+    pub changes: Vec<Change>,
+    pub cursor: String,
+    /// More changes wait: sync again with the new cursor.
+    pub more: bool,
+    pub server_time_ms: i64,
+    /// Server time minus the client's: what the client adds to its clock.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// The `code` of an Open311 error object for a push whose stamps run ahead of the server's
+/// clock; the object also carries `server_time_ms`, so the client can correct and retry.
+pub const CLOCK_AHEAD: u16 = 422;
+/// The status for a cursor older than the server's tombstone retention: start again from an
+/// empty cursor (a full resync).
+pub const CURSOR_EXPIRED: u16 = 410;
+
+/// The content-addressed photo endpoints: `HEAD|PATCH|GET {MEDIA}/{sha256}`.
+pub const MEDIA: &str = "/v1/media";
+/// Response header: bytes of the photo the server holds so far.
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+/// Request header on PATCH: the photo's full size.
+pub const UPLOAD_LENGTH: &str = "upload-length";
