@@ -17,6 +17,9 @@ pub enum ApiError {
     /// The request is not in a state that allows this (e.g. editing one already sent).
     #[error("{reason}")]
     Conflict { reason: String },
+    /// The server could not be reached, or the sync was cancelled: nothing is lost, try later.
+    #[error("{reason}")]
+    Network { reason: String },
     /// The store file cannot be used (not ours, newer app, damaged, disk error).
     #[error("{reason}")]
     Storage { reason: String },
@@ -74,7 +77,10 @@ impl From<Error> for ApiError {
                 problems: one("location", curbside_core::ProblemKind::OutOfRange),
                 reason,
             },
-            Error::Sync(_) => ApiError::Conflict { reason },
+            Error::Sync(_) | Error::Server { .. } | Error::NotRegistered => {
+                ApiError::Conflict { reason }
+            }
+            Error::Network(_) | Error::Cancelled => ApiError::Network { reason },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }
