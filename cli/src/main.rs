@@ -4,6 +4,7 @@
 
 mod edit;
 mod output;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,29 @@ enum Command {
     /// Requests known from the server (the cache duplicate detection reads).
     #[command(subcommand)]
     Requests(RequestsCommand),
+    /// Register this device with a sync server (a resident, or an inspector with wards).
+    Register {
+        #[arg(long)]
+        server: String,
+        /// resident (default) or inspector
+        #[arg(long)]
+        role: Option<String>,
+        /// An inspector's wards, comma-separated codes (e.g. 10,11).
+        #[arg(long)]
+        wards: Option<String>,
+        /// The server's admin key, which grants the inspector role.
+        #[arg(long, env = "CURBSIDE_ADMIN_KEY")]
+        admin_key: Option<String>,
+    },
+    /// Push what is pending and pull what is new; photos are uploaded after their requests.
+    Sync {
+        /// Register as a resident with this server first, if not registered yet.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Act on requests that have left the device: status, notes, assignment, history.
+    #[command(subcommand)]
+    Request(remote::RequestCommand),
     /// Run the photo pipeline on a file (no store needed): orientation, resize, byte budget,
     /// no metadata.
     Photo {
@@ -273,6 +297,31 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
                 .map_err(Error::invalid)?;
             out.nearby(&store.nearby(&code, &at, None)?);
         }
+        Command::Register {
+            server,
+            role,
+            wards,
+            admin_key,
+        } => remote::register(&store, &server, role, wards, admin_key, out)?,
+        Command::Sync { server } => {
+            if let Some(server) = server {
+                match store.registration()? {
+                    Some(r) if r.server == server.trim().trim_end_matches('/') => {}
+                    Some(r) => {
+                        return Err(Error::Server {
+                            status: 409,
+                            message: format!(
+                                "this store is registered with {}; register again to change",
+                                r.server
+                            ),
+                        })
+                    }
+                    None => remote::register(&store, &server, None, None, None, out)?,
+                }
+            }
+            remote::sync(&store, out)?
+        }
+        Command::Request(command) => remote::request(&store, command, out)?,
         Command::Requests(RequestsCommand::Import { file }) => {
             let requests = curbside_core::known::parse_open311_requests(&read(&file)?)?;
             store.cache_requests(&requests)?;

@@ -234,6 +234,10 @@ impl Out {
         }
     }
 
+    pub fn value(&self, v: &Value) {
+        print_json(v);
+    }
+
     pub fn done(&self, message: &str) {
         if self.json {
             print_json(&json!({ "ok": true, "message": message }));

@@ -240,9 +240,10 @@ fn sync_blocking(
     }
 
     let mut view = View::new(&tx, device)?;
-    let (mut changes, seq, more) =
-        sync::log::changes_since(&tx, after, PAGE, |c| view.allows(&tx, c))
-            .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    let (mut changes, seq, more) = sync::log::changes_since(&tx, after, PAGE, |c| {
+        Some(&c.replica) != body.replica.as_ref() && view.allows(&tx, c)
+    })
+    .map_err(|e| ServerError::BadRequest(e.to_string()))?;
     // A resident reporting from a new place sees what is already open around it.
     if view.device.role == Role::Resident {
         changes.extend(backfill(&tx, &mut view, &fresh)?);

@@ -218,7 +218,7 @@ impl Store {
             if options.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let (batch, cursor) = self.write(|tx| {
+            let (batch, cursor, replica) = self.write(|tx| {
                 let batch = pending(tx, protocol::MAX_PUSH)?;
                 let mut ids: Vec<&str> = batch.iter().map(|c| c.request_id.as_str()).collect();
                 ids.dedup();
@@ -231,11 +231,17 @@ impl Store {
                         draft::transition(tx, id, &[State::Queued], State::Sent, None, "send")?;
                     }
                 }
-                Ok((batch, meta(tx, "sync_cursor")?))
+                let cursor = meta(tx, "sync_cursor")?;
+                let replica = match cursor {
+                    Some(_) => Some(log::replica_id(tx)?),
+                    None => None,
+                };
+                Ok((batch, cursor, replica))
             })?;
             let sent_at = now_ms();
             let request = SyncRequest {
                 cursor,
+                replica,
                 changes: batch,
                 client_time_ms: Some(sent_at),
             };

@@ -54,6 +54,10 @@ pub struct SyncRequest {
     pub cursor: Option<String>,
     #[serde(default)]
     pub changes: Vec<Change>,
+    /// This replica's id, when it holds every change it made: the server leaves them out of
+    /// the pull. Not sent on a first or full sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// The device's wall clock when it sent this, for the server's offset estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_time_ms: Option<i64>,
