@@ -24,3 +24,4 @@ pub use error::{Error, Result};
 pub use geo::{GeoError, Jurisdiction, Location, LocationSource};
 pub use photo::{PhotoError, PhotoOptions};
 pub use store::{Durability, Progress, Registration, Store, SyncOptions, SyncReport};
+pub use sync::{CancelToken, RetryPolicy};

@@ -99,16 +99,22 @@ pub(crate) fn materialize<'a>(
                 draft::accept(tx, id, n)?;
                 state = State::Accepted;
             }
-            if let Some(s) = status.filter(|s| *s != state && state.is_server_status()) {
+            if let Some(s) = status.filter(|_| state.is_server_status()) {
                 let note = status_note(tx, id, s)?;
-                if s == State::Accepted {
-                    draft::transition(tx, id, &[state], s, note.as_deref(), "reopen")?;
-                } else {
-                    draft::server_status(tx, id, s, note.as_deref())?;
+                let shown: Option<String> = tx
+                    .prepare_cached("SELECT status_notes FROM requests WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))?;
+                // A new note on the same status is news to the reporter too.
+                if s != state || note != shown {
+                    if s == State::Accepted {
+                        draft::transition(tx, id, &[state], s, note.as_deref(), "reopen")?;
+                    } else {
+                        draft::server_status(tx, id, s, note.as_deref())?;
+                    }
+                    state = s;
                 }
-                state = s;
             }
-            if state != before {
+            if state != before || status.is_some() {
                 touched.own.push(id.to_string());
             }
             continue;
