@@ -120,7 +120,7 @@ fn write_catalog(tx: &Transaction, catalog: &Catalog) -> Result<(), ServerError>
     tx.execute(
         "INSERT INTO catalog (id, document, imported_at) VALUES (1, ?1, ?2)
          ON CONFLICT (id) DO UPDATE SET document = excluded.document, imported_at = excluded.imported_at",
-        rusqlite::params![catalog.to_json().to_string(), curbside_core::clock::now_ms()],
+        rusqlite::params![catalog.to_json().to_string(), curbside_core::clock::system_ms()],
     )?;
     Ok(())
 }

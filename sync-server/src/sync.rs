@@ -109,7 +109,7 @@ async fn register(
                 registered.device_id,
                 registered.role.as_str(),
                 json!(registered.wards).to_string(),
-                curbside_core::clock::now_ms()
+                curbside_core::clock::system_ms()
             ],
         )?;
         tracing::info!(role = registered.role.as_str(), "device registered");
@@ -180,7 +180,7 @@ fn sync_blocking(
             "push at most {MAX_PUSH} changes at a time"
         )));
     }
-    let now = curbside_core::clock::now_ms();
+    let now = curbside_core::clock::system_ms();
     // Checked before any state is touched: the batch is applied whole or not at all.
     for c in &body.changes {
         match c.check(now, sync::log::MAX_AHEAD_MS) {
@@ -545,7 +545,7 @@ fn backfill(
 /// Drops overwritten values and removals older than the retention, and remembers how far
 /// that reached so older cursors resync in full.
 pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerError> {
-    let horizon_ms = curbside_core::clock::now_ms() - i64::from(retention_days) * 86_400_000;
+    let horizon_ms = curbside_core::clock::system_ms() - i64::from(retention_days) * 86_400_000;
     let horizon = Hlc::new(horizon_ms.max(0) as u64, 0);
     let mut conn = state.db.conn.lock().unwrap_or_else(|p| p.into_inner());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

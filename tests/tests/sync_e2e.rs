@@ -5,62 +5,16 @@
 //! holds exactly one request per request a client made.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use curbside_core::sync::protocol::{RegisterBody, Role};
 use curbside_core::sync::{Change, Document};
-use curbside_core::{
-    DraftEdit, Location, LocationSource, RetryPolicy, State, Store, SyncOptions, SyncReport,
-};
-use curbside_server::{AppState, Config};
+use curbside_core::{DraftEdit, Location, LocationSource, State, Store, SyncReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const ADMIN: &str = "e2e-admin";
-
-struct Server {
-    addr: SocketAddr,
-    data: PathBuf,
-    state: Arc<AppState>,
-    runtime: tokio::runtime::Runtime,
-}
-
-fn start_server(dir: &Path) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = dir.join("server");
-    let state = Arc::new(
-        AppState::load(&Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data.clone(),
-            catalog: None,
-            admin_key: Some(ADMIN.into()),
-            jurisdiction: "toronto.ca".into(),
-            retention_days: 180,
-        })
-        .unwrap(),
-    );
-    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let s = state.clone();
-    runtime.spawn(async move {
-        curbside_server::serve(listener, s, std::future::pending())
-            .await
-            .unwrap()
-    });
-    Server {
-        addr,
-        data,
-        state,
-        runtime,
-    }
-}
+use curbside_e2e::{options, start_server, Server, ADMIN};
 
 /// A TCP proxy in front of the server that, when armed, lets one `POST /v1/sync` reach the
 /// server and then cuts the connection instead of passing the answer back.
@@ -132,18 +86,6 @@ fn start_proxy(server: &Server) -> Proxy {
     }
 }
 
-fn options() -> SyncOptions {
-    SyncOptions {
-        retry: RetryPolicy {
-            attempts: 4,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            timeout: Duration::from_secs(20),
-        },
-        ..SyncOptions::default()
-    }
-}
-
 fn sync(store: &Store) -> SyncReport {
     store.sync(&options(), &mut |_| {}).unwrap()
 }
@@ -189,7 +131,7 @@ fn three_clients_converge_through_random_orders_and_a_dropped_answer() {
 
 fn scenario(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path());
+    let server = start_server(dir.path(), 180);
     let proxy = start_proxy(&server);
     let direct = format!("http://{}", server.addr);
     let via_proxy = format!("http://{}", proxy.addr);
