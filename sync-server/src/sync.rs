@@ -397,6 +397,9 @@ enum Access {
     Public,
 }
 
+/// Creator, ward, latitude, longitude, public.
+type ScopeRow = (String, Option<String>, Option<f64>, Option<f64>, bool);
+
 /// What one device may see, decided per request and remembered for the call.
 struct View {
     device: Device,
@@ -427,7 +430,7 @@ impl View {
         if let Some(a) = self.access.get(request_id) {
             return *a;
         }
-        let row: Option<(String, Option<String>, Option<f64>, Option<f64>, bool)> = tx
+        let row: Option<ScopeRow> = tx
             .prepare_cached(
                 "SELECT created_by, ward, lat, lon, public FROM requests WHERE request_id = ?1",
             )

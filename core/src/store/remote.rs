@@ -451,6 +451,19 @@ impl Store {
         Ok(uploaded)
     }
 
+    /// Applies changes that came another way than [`Store::sync`] (a nearby device, a bulk
+    /// import): all or nothing, with the app's tables brought up to date in the same
+    /// transaction.
+    pub fn apply_changes(&self, changes: &[Change]) -> Result<log::ApplyReport> {
+        let (report, touched) = self.write(|tx| {
+            let report = log::apply(tx, changes, now_ms())?;
+            let ids: BTreeSet<&str> = changes.iter().map(|c| c.request_id.as_str()).collect();
+            Ok((report, materialize(tx, ids)?))
+        })?;
+        self.reindex_touched(touched)?;
+        Ok(report)
+    }
+
     // ---- operations on requests that have left the device ----
 
     fn role(&self) -> Result<Role> {
@@ -588,7 +601,7 @@ impl Store {
     /// Ids of the requests this device holds replicated state for (its own sent ones, an
     /// inspector's wards, reports near a resident), newest first.
     pub fn replicated_requests(&self) -> Result<Vec<String>> {
-        let mut ids = self.read(|c| log::request_ids(c))?;
+        let mut ids = self.read(log::request_ids)?;
         ids.reverse();
         Ok(ids)
     }

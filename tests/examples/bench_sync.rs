@@ -1,0 +1,242 @@
+//! Sync benchmarks (issue #5), each against a real peer measured in the same run:
+//!
+//!   cargo run --release -p curbside-e2e --example bench_sync [-- REQUESTS]
+//!
+//! 1. a client applying 100,000 pulled changes (pages of 2,000, as sync does) vs raw rusqlite
+//!    inserting the same rows into the same table, one transaction per page (target ≥ 0.5×);
+//! 2. CRDT metadata on disk per request vs the request's own data (target ≤ 1×);
+//! 3. initial sync of REQUESTS (default 50,000) requests from a real server over loopback to
+//!    a fresh inspector's store, in requests/s (target ≥ 25,000/s), and the client's peak
+//!    memory at a fifth of that and at all of it (flat: pages are streamed).
+
+use std::time::Instant;
+
+use curbside_core::sync::protocol::{RegisterBody, Role};
+use curbside_core::sync::{Change, Hlc};
+use curbside_core::Store;
+use curbside_e2e::{options, start_server, ADMIN};
+use serde_json::json;
+
+const CHANGES_PER_REQUEST: usize = 8;
+
+/// A realistic request as the changes a phone and the city write: creation, description,
+/// two answers, location, contact, the city's number, a status and its note.
+fn request_changes(i: usize, replica: &str, base_ms: u64) -> Vec<Change> {
+    let id = uuid::Uuid::from_u128(0x0190_f3a0_0000_7000_8000_0000_0000_0000 | i as u128)
+        .hyphenated()
+        .to_string();
+    let (lat, lon) = (
+        43.64 + (i % 997) as f64 * 1.1e-4,
+        -79.40 + (i % 991) as f64 * 1.3e-4,
+    );
+    let values = [
+        (
+            "create",
+            json!({"service_code": "CSROWR-12", "created_at": base_ms, "created_by": replica, "channel": "app"}),
+        ),
+        (
+            "description",
+            json!(format!(
+                "Pothole {i} in the curb lane, about a tire wide and getting deeper"
+            )),
+        ),
+        ("attr:SIZE", json!(["medium"])),
+        ("attr:HAZARDS", json!(["cyclists"])),
+        (
+            "location",
+            json!({"lat": lat, "lon": lon, "accuracy_m": 6.0, "source": "gps"}),
+        ),
+        (
+            "contact",
+            json!({"first_name": "Sam", "last_name": null, "email": "sam@example.org", "phone": null}),
+        ),
+        ("service_request_id", json!(format!("{}", 100_001 + i))),
+        ("status", json!("in_progress")),
+    ];
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(k, (field, value))| Change {
+            id: format!("{replica}:{}", i * CHANGES_PER_REQUEST + k + 1),
+            request_id: id.clone(),
+            field: field.into(),
+            value,
+            hlc: Hlc::new(base_ms + i as u64, k as u16),
+            replica: replica.into(),
+            replaced: None,
+        })
+        .collect()
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("client") {
+        return client(&args[2], &args[3]);
+    }
+    let requests: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let dir = tempfile::tempdir().unwrap();
+    let base = curbside_core::clock::system_ms() as u64 - 86_400_000;
+
+    // 1. Applying 100,000 pulled changes.
+    let changes: Vec<Change> = (0..100_000 / CHANGES_PER_REQUEST)
+        .flat_map(|i| request_changes(i, "c1a55e5f00d1e5e5", base))
+        .collect();
+    let store = Store::open(dir.path().join("apply.db")).unwrap();
+    let t = Instant::now();
+    for page in changes.chunks(2_000) {
+        store.apply_changes(page).unwrap();
+    }
+    let ours = t.elapsed();
+    let mut raw = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap();
+    raw.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .unwrap();
+    raw.execute_batch(curbside_core::sync::log::SCHEMA).unwrap();
+    let t = Instant::now();
+    let mut seq = 0i64;
+    for page in changes.chunks(2_000) {
+        let tx = raw.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO sync_changes (request_id, id, field, value, hlc, replica, replaced, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .unwrap();
+            for c in page {
+                seq += 1;
+                stmt.execute(rusqlite::params![
+                    c.request_id,
+                    c.id,
+                    c.field,
+                    c.value.to_string(),
+                    c.hlc.0 as i64,
+                    c.replica,
+                    c.replaced.map(|h| h.0 as i64),
+                    seq
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let plain = t.elapsed();
+    println!(
+        "apply 100,000 pulled changes: {:.0} ms ({:.0}/s); raw rusqlite inserts {:.0} ms; ratio {:.2}x (target >= 0.5x)",
+        ours.as_secs_f64() * 1e3,
+        changes.len() as f64 / ours.as_secs_f64(),
+        plain.as_secs_f64() * 1e3,
+        plain.as_secs_f64() / ours.as_secs_f64()
+    );
+
+    // 2. Metadata per request: every byte of a change row that is not the value itself
+    // (ids, field name, stamps, replica, arrival number, record header), against the
+    // request's own data (its values and its id, once).
+    let conn = rusqlite::Connection::open(dir.path().join("apply.db")).unwrap();
+    let (rows, per_request, values, meta): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT request_id), sum(length(value)),
+                    sum(length(request_id) + length(id) + length(field) + length(replica)
+                        + 8 + 8 + 4 + (replaced IS NOT NULL) * 8 + 10)
+             FROM sync_changes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let own = values + per_request * 36;
+    let metadata = meta - per_request * 36;
+    println!(
+        "CRDT metadata: {:.0} bytes per request ({} changes each) vs {:.0} bytes of its own data: ratio {:.2}x (target <= 1x; cr-sqlite up to 3.5x)",
+        metadata as f64 / per_request as f64,
+        rows / per_request,
+        own as f64 / per_request as f64,
+        metadata as f64 / own as f64
+    );
+
+    // 3. Initial sync from a real server over loopback, in a child process for its memory.
+    for n in [requests / 5, requests] {
+        let server = start_server(&dir.path().join(format!("server-{n}")), 180);
+        let seeder = Store::open(dir.path().join(format!("seed-{n}.db"))).unwrap();
+        drop(seeder);
+        {
+            // The server's state as its sync endpoint would have built it, written directly:
+            // numbering 50,000 pushes through HTTP would time the seeding, not the pull.
+            let mut db = server.db();
+            let tx = db.transaction().unwrap();
+            for i in 0..n {
+                let cs = request_changes(i, "5eed5eed5eed5eed", base);
+                curbside_core::sync::log::apply(&tx, &cs, curbside_core::clock::system_ms())
+                    .unwrap();
+                tx.execute(
+                    "INSERT INTO requests (request_id, service_request_id, created_by, ward, created_at, lat, lon, status)
+                     VALUES (?1, ?2, 'seed', '10', ?3, ?4, ?5, 'in_progress')",
+                    rusqlite::params![
+                        cs[0].request_id,
+                        100_001 + i as i64,
+                        base as i64,
+                        cs[4].value["lat"].as_f64(),
+                        cs[4].value["lon"].as_f64()
+                    ],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let db = dir.path().join(format!("inspector-{n}.db"));
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["client", &server.url(), db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text.split_whitespace();
+        let secs: f64 = parts.next().unwrap().parse().unwrap();
+        let pulled: u64 = parts.next().unwrap().parse().unwrap();
+        let rss: u64 = parts.next().unwrap().parse().unwrap();
+        assert_eq!(pulled as usize, n * CHANGES_PER_REQUEST);
+        println!(
+            "initial sync of {n} requests ({pulled} changes) over loopback: {:.2} s, {:.0} requests/s (target >= 25,000/s); client peak RSS {} MB",
+            secs,
+            n as f64 / secs,
+            rss / 1024
+        );
+    }
+}
+
+/// The client side of the initial sync: register as an inspector of ward 10, sync, and print
+/// seconds, changes pulled and peak RSS (kB).
+fn client(server: &str, db: &str) {
+    let store = Store::open(db).unwrap();
+    store
+        .register(
+            server,
+            &RegisterBody {
+                role: Some(Role::Inspector),
+                wards: vec!["10".into()],
+                admin_key: Some(ADMIN.into()),
+            },
+        )
+        .unwrap();
+    let t = Instant::now();
+    let report = store.sync(&options(), &mut |_| {}).unwrap();
+    println!(
+        "{} {} {}",
+        t.elapsed().as_secs_f64(),
+        report.pulled,
+        peak_rss_kb()
+    );
+}
