@@ -96,8 +96,13 @@ async fn a_pushed_report_gets_one_public_id_however_often_it_is_resent() {
         (offset - 86_400_000).abs() < 60_000,
         "a phone a day behind is told so: {offset}"
     );
-    // The pull brings the resident's own request back, and a cursor.
-    assert_eq!(first["changes"].as_array().unwrap().len(), changes.len());
+    // The pull brings the resident's own request back with the number the server gave it (a
+    // change of its own, so it arrives even if this answer is lost), and a cursor.
+    let pulled = first["changes"].as_array().unwrap();
+    assert_eq!(pulled.len(), changes.len() + 1);
+    assert!(pulled
+        .iter()
+        .any(|c| c["field"] == "service_request_id" && c["value"] == number));
 
     // The response was lost: the phone sends the same batch again.
     let (status, again) = post(&server, "/v1/sync", Some(&resident), &push).await;
@@ -164,8 +169,8 @@ async fn scope_tokens_and_bad_input_are_enforced() {
     let (_, seen) = post(&server, "/v1/sync", Some(&inspector), "{}").await;
     assert_eq!(
         seen["changes"].as_array().unwrap().len(),
-        changes.len(),
-        "ward 10's inspector sees it"
+        changes.len() + 1,
+        "ward 10's inspector sees it, with its number"
     );
     for token in [&far_inspector, &other] {
         let (_, v) = post(&server, "/v1/sync", Some(token), "{}").await;
@@ -194,7 +199,7 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         (Some(resident.as_str()), "{\"changes\": [".to_string(), StatusCode::BAD_REQUEST),
         (Some(resident.as_str()), json!({"cursor": "another-server:12"}).to_string(), StatusCode::CONFLICT),
         (Some(resident.as_str()), json!({"changes": [{"id": "x:1", "request_id": id, "field": "colour", "value": "red", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
-        (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::NOT_FOUND),
     ] {
         let (status, v) = post(&server, "/v1/sync", token, &body).await;
         assert_eq!(status, expected, "{body}: {v}");
@@ -214,7 +219,11 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         &json!({"changes": [good, future]}).to_string(),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v[0]["server_time_ms"].is_i64(),
+        "the server's time, to correct the clock: {v}"
+    );
     let (_, pulled) = post(&server, "/v1/sync", Some(&resident), "{}").await;
     assert!(
         !pulled["changes"]
