@@ -308,13 +308,14 @@ fn run(cli: Cli, out: &Out) -> Result<(), Error> {
                 match store.registration()? {
                     Some(r) if r.server == server.trim().trim_end_matches('/') => {}
                     Some(r) => {
-                        return Err(Error::Server {
-                            status: 409,
-                            message: format!(
+                        return Err(Error::invalid(curbside_core::Problem::new(
+                            "server",
+                            curbside_core::ProblemKind::OutOfRange,
+                            format!(
                                 "this store is registered with {}; register again to change",
                                 r.server
                             ),
-                        })
+                        )))
                     }
                     None => remote::register(&store, &server, None, None, None, out)?,
                 }

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use curbside_core::sync::protocol::{RegisterBody, Role};
-use curbside_core::{Error, State, Store, SyncOptions};
+use curbside_core::{Error, Problem, ProblemKind, State, Store, SyncOptions};
 use serde_json::json;
 
 use crate::output::Out;
@@ -47,10 +47,11 @@ pub fn register(
         None | Some("resident") => Role::Resident,
         Some("inspector") => Role::Inspector,
         Some(other) => {
-            return Err(Error::Server {
-                status: 400,
-                message: format!("role {other:?}: resident or inspector"),
-            })
+            return Err(Error::invalid(Problem::new(
+                "role",
+                ProblemKind::OutOfRange,
+                format!("{other:?}: resident or inspector"),
+            )))
         }
     };
     let wards: Vec<String> = wards
@@ -134,9 +135,12 @@ fn text_or_none(s: &str) -> Option<&str> {
 pub fn request(store: &Store, command: RequestCommand, out: &Out) -> Result<(), Error> {
     match command {
         RequestCommand::Status { id, status, note } => {
-            let parsed = State::parse(&status).ok_or_else(|| Error::Server {
-                status: 400,
-                message: format!("{status:?} is not a status"),
+            let parsed = State::parse(&status).ok_or_else(|| {
+                Error::invalid(Problem::new(
+                    "status",
+                    ProblemKind::OutOfRange,
+                    format!("{status:?} is not a status"),
+                ))
             })?;
             store.set_status(&id, parsed, note.as_deref())?;
             out.done(&format!("{id}: {parsed} (sync to send it)"));

@@ -10,29 +10,41 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::geo::{KnownRequest, Location, LocationSource};
 
+/// Requests read from an Open311 `requests.json`, whose ids are the city's numbers.
 pub(crate) fn upsert(tx: &Transaction, requests: &[KnownRequest]) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
+    for r in requests {
+        upsert_one(tx, r, Some(&r.id))?;
+    }
+    Ok(())
+}
+
+/// Adds or updates one request, with its public number when known.
+pub(crate) fn upsert_one(
+    tx: &Transaction,
+    r: &KnownRequest,
+    service_request_id: Option<&str>,
+) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO known_requests (id, service_request_id, service_code, open, lat, lon, accuracy,
              created_at, updated_at)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (id) DO UPDATE SET service_code = excluded.service_code,
-             open = excluded.open, lat = excluded.lat, lon = excluded.lon,
-             accuracy = excluded.accuracy, created_at = excluded.created_at,
-             updated_at = excluded.updated_at",
-    )?;
-    let now = now_ms();
-    for r in requests {
-        stmt.execute(params![
-            r.id,
-            r.service_code,
-            r.open,
-            r.lat,
-            r.lon,
-            r.accuracy_m,
-            r.created_at_ms,
-            now
-        ])?;
-    }
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (id) DO UPDATE SET
+             service_request_id = COALESCE(excluded.service_request_id, service_request_id),
+             service_code = excluded.service_code, open = excluded.open, lat = excluded.lat,
+             lon = excluded.lon, accuracy = excluded.accuracy,
+             created_at = excluded.created_at, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        r.id,
+        service_request_id,
+        r.service_code,
+        r.open,
+        r.lat,
+        r.lon,
+        r.accuracy_m,
+        r.created_at_ms,
+        now_ms()
+    ])?;
     Ok(())
 }
 

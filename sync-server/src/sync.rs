@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use curbside_core::sync::change::{inspector_only, is_internal_note};
 use curbside_core::sync::protocol::{
     Assigned, RegisterBody, Registered, Role, SyncRequest, SyncResponse, MAX_PUSH, PAGE,
 };
@@ -260,14 +261,6 @@ fn sync_blocking(
     })
 }
 
-/// Fields only an inspector may write.
-fn inspector_only(c: &Change) -> bool {
-    matches!(
-        c.field.as_str(),
-        "status" | "assignee" | "priority" | "service_request_id"
-    ) || (c.field == "note" && c.value["public"] != json!(true))
-}
-
 /// Checks the device may change every request the push touches, numbers the new ones (the
 /// same number again for a retried push) and returns the public ids, and the new requests.
 fn admit(
@@ -291,7 +284,7 @@ fn admit(
     for request_id in seen {
         let mine = changes.iter().filter(|c| c.request_id == request_id);
         if device.role == Role::Resident {
-            if let Some(c) = mine.clone().find(|c| inspector_only(c)) {
+            if let Some(c) = mine.clone().find(|c| inspector_only(&c.field, &c.value)) {
                 return Err(refuse(
                     StatusCode::FORBIDDEN,
                     &request_id,
@@ -363,8 +356,9 @@ fn admit(
 
 /// Brings the scope columns of one request up to date with its merged changes.
 fn refresh(tx: &Transaction, state: &AppState, request_id: &str) -> Result<(), ServerError> {
-    let doc = sync::document(tx, request_id).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-    let location = doc.fields.get("location");
+    let fields = sync::log::current_values(tx, request_id, &["location", "status", "visibility"])
+        .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    let location = fields.get("location");
     let (lat, lon) = (
         location.and_then(|l| l["lat"].as_f64()),
         location.and_then(|l| l["lon"].as_f64()),
@@ -375,13 +369,12 @@ fn refresh(tx: &Transaction, state: &AppState, request_id: &str) -> Result<(), S
             .get_or_init(curbside_core::Jurisdiction::toronto);
         wards.ward_of(lat, lon).map(|w| w.code.clone())
     });
-    let status = doc
-        .fields
+    let status = fields
         .get("status")
         .and_then(|s| s.as_str())
         .unwrap_or("accepted")
         .to_string();
-    let public = doc.fields.get("visibility").and_then(|v| v.as_str()) != Some("private");
+    let public = fields.get("visibility").and_then(|v| v.as_str()) != Some("private");
     tx.execute(
         "UPDATE requests SET lat = ?2, lon = ?3, ward = COALESCE(?4, ward), status = ?5, public = ?6
          WHERE request_id = ?1",
@@ -469,7 +462,7 @@ impl View {
         let resident = self.device.role == Role::Resident;
         match self.access(tx, &c.request_id) {
             Access::None => false,
-            Access::Full => !(resident && c.field == "note" && c.value["public"] != json!(true)),
+            Access::Full => !(resident && is_internal_note(&c.field, &c.value)),
             Access::Public => public_field(c),
         }
     }
@@ -481,7 +474,7 @@ fn public_field(c: &Change) -> bool {
     match c.field.as_str() {
         "create" | "service_request_id" | "description" | "location" | "address" | "status"
         | "visibility" | "photo" | "photo_remove" | "note_retract" => true,
-        "note" => c.value["public"] == json!(true),
+        "note" => !is_internal_note(&c.field, &c.value),
         _ => false,
     }
 }
@@ -529,17 +522,14 @@ fn backfill(
             )?
             .collect::<rusqlite::Result<_>>()?;
         for other in near {
+            // Decided before this place joined the view, perhaps as out of sight.
             view.access.remove(&other);
             if !sent.insert(other.clone()) {
                 continue;
             }
-            let doc =
-                sync::document(tx, &other).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-            for h in doc.history {
-                if view.allows(tx, &h.change) {
-                    out.push(h.change);
-                }
-            }
+            let changes =
+                sync::log::load(tx, &other).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+            out.extend(changes.into_iter().filter(|c| view.allows(tx, c)));
         }
     }
     Ok(out)

@@ -119,7 +119,7 @@ fn changes(doc: &Document) -> Vec<Change> {
 }
 
 fn internal(c: &Change) -> bool {
-    c.field == "note" && c.value["public"] != serde_json::json!(true)
+    curbside_core::sync::change::is_internal_note(&c.field, &c.value)
 }
 
 #[test]
@@ -356,5 +356,4 @@ fn scenario(seed: u64) {
         std::fs::read(media).unwrap(),
         ana.photo_jpeg(&attached.photo.sha256).unwrap()
     );
-    drop(server.state);
 }

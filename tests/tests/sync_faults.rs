@@ -183,7 +183,6 @@ fn an_unreachable_server_fails_fast_and_loses_nothing() {
     phone
         .register(&server.url(), &RegisterBody::default())
         .unwrap();
-    let url = server.url();
     drop(server); // the server goes away (the runtime and its listener with it)
     let id = pothole(&phone);
     let started = std::time::Instant::now();
@@ -196,8 +195,7 @@ fn an_unreachable_server_fails_fast_and_loses_nothing() {
         },
         ..SyncOptions::default()
     };
-    let mut calls = 0;
-    let err = phone.sync(&options, &mut |_| calls += 1).unwrap_err();
+    let err = phone.sync(&options, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::Network(_)), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -213,7 +211,6 @@ fn an_unreachable_server_fails_fast_and_loses_nothing() {
     // Nothing was lost: the request is still waiting, whole.
     assert_eq!(phone.pending_changes().unwrap(), 4);
     assert_eq!(phone.draft(&id).unwrap().state, State::Sent);
-    let _ = url;
 }
 
 fn hostile_bodies_get_clear_errors_and_change_nothing() {

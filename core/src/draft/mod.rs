@@ -556,6 +556,15 @@ fn parse_answers(json: &str) -> Result<BTreeMap<String, Vec<String>>> {
     serde_json::from_str(json).map_err(|e| Error::Stored(format!("attribute answers: {e}")))
 }
 
+/// The state of one of the user's own requests; `None` for a request they did not write.
+pub(crate) fn state_of(conn: &Connection, id: &str) -> Result<Option<State>> {
+    conn.prepare_cached("SELECT state FROM requests WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|s| stored_state(&s))
+        .transpose()
+}
+
 /// The service code and state of a request, or `NotFound`.
 fn head(conn: &Connection, id: &str) -> Result<(String, State)> {
     let row: Option<(String, String)> = conn

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 use serde_json::json;
 
@@ -16,6 +16,7 @@ use super::Store;
 use crate::clock::now_ms;
 use crate::draft::{self, State};
 use crate::error::{Error, Result};
+use crate::sync::change::inspector_only;
 use crate::sync::client::{CancelToken, Http, Refusal, RetryPolicy};
 use crate::sync::log::{self, meta, set_meta};
 use crate::sync::materialize::{materialize, Touched};
@@ -98,15 +99,10 @@ fn registration(conn: &Connection) -> Result<Option<(Registration, String)>> {
 /// of a draft (a draft stays on the device until it is submitted).
 fn pending(conn: &Connection, limit: usize) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {} FROM sync_outbox o
-         JOIN sync_changes c ON c.request_id = o.request_id AND c.id = o.id
+        "SELECT {} FROM sync_outbox o JOIN sync_changes c USING (request_id, id)
          WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = o.request_id AND r.state = 'draft')
          ORDER BY o.seq LIMIT ?1",
         log::CHANGE_COLUMNS
-            .split(", ")
-            .map(|c| format!("c.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
     ))?;
     let rows = stmt.query_map([limit as i64], log::change_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -134,14 +130,10 @@ fn reject(tx: &Transaction, request_id: &str, reason: &str) -> Result<()> {
         "DELETE FROM sync_outbox WHERE request_id = ?1",
         [request_id],
     )?;
-    let state: Option<String> = tx
-        .query_row(
-            "SELECT state FROM requests WHERE id = ?1",
-            [request_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if matches!(state.as_deref(), Some("queued" | "sent")) {
+    if matches!(
+        draft::state_of(tx, request_id)?,
+        Some(State::Queued | State::Sent)
+    ) {
         draft::transition(
             tx,
             request_id,
@@ -220,14 +212,9 @@ impl Store {
             }
             let (batch, cursor, replica) = self.write(|tx| {
                 let batch = pending(tx, protocol::MAX_PUSH)?;
-                let mut ids: Vec<&str> = batch.iter().map(|c| c.request_id.as_str()).collect();
-                ids.dedup();
+                let ids: BTreeSet<&str> = batch.iter().map(|c| c.request_id.as_str()).collect();
                 for id in ids {
-                    let state: Option<String> = tx
-                        .prepare_cached("SELECT state FROM requests WHERE id = ?1")?
-                        .query_row([id], |r| r.get(0))
-                        .optional()?;
-                    if state.as_deref() == Some("queued") {
+                    if draft::state_of(tx, id)? == Some(State::Queued) {
                         draft::transition(tx, id, &[State::Queued], State::Sent, None, "send")?;
                     }
                 }
@@ -277,18 +264,7 @@ impl Store {
                     report.rejected.push((request_id, message));
                     continue;
                 }
-                Err(Refusal::ClockAhead { .. }) => {
-                    return Err(Error::Sync(
-                        "the server keeps refusing this device's clock".into(),
-                    ))
-                }
-                Err(Refusal::Other(e)) => return Err(e),
-                Err(r) => {
-                    return Err(Error::Server {
-                        status: 409,
-                        message: format!("{r:?}"),
-                    })
-                }
+                Err(r) => return Err(r.into()),
             };
             let pushed = request.changes;
             let touched = self.write(|tx| {
@@ -312,11 +288,10 @@ impl Store {
                     .map(|c| c.request_id.as_str())
                     .collect();
                 for a in &response.assigned {
-                    let state: Option<String> = tx
-                        .prepare_cached("SELECT state FROM requests WHERE id = ?1")?
-                        .query_row([&a.request_id], |r| r.get(0))
-                        .optional()?;
-                    if matches!(state.as_deref(), Some("queued" | "sent")) {
+                    if matches!(
+                        draft::state_of(tx, &a.request_id)?,
+                        Some(State::Queued | State::Sent)
+                    ) {
                         draft::accept(tx, &a.request_id, &a.service_request_id)?;
                     }
                     ids.insert(a.request_id.as_str());
@@ -484,15 +459,11 @@ impl Store {
                 [&id],
                 |r| r.get(0),
             )?;
-            let state: Option<String> = tx
-                .query_row("SELECT state FROM requests WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let state = draft::state_of(tx, &id)?;
             if !known && state.is_none() {
                 return Err(Error::NotFound(id.clone()));
             }
-            if let Some(s) = state.as_deref().and_then(State::parse) {
+            if let Some(s) = state {
                 if s == State::Draft {
                     return Err(Error::WrongState {
                         id: id.clone(),
@@ -501,11 +472,7 @@ impl Store {
                     });
                 }
             }
-            let inspector_only = edits.iter().any(|(f, v)| {
-                matches!(f.as_str(), "status" | "assignee" | "priority")
-                    || (f == "note" && v["public"] != json!(true))
-            });
-            if inspector_only && !inspector {
+            if !inspector && edits.iter().any(|(f, v)| inspector_only(f, v)) {
                 return Err(Error::Server {
                     status: 403,
                     message:

@@ -40,6 +40,20 @@ pub fn kind_of(field: &str) -> Option<Kind> {
     }
 }
 
+/// A note only inspectors see.
+pub fn is_internal_note(field: &str, value: &Value) -> bool {
+    field == "note" && value["public"] != Value::Bool(true)
+}
+
+/// What only the city writes: statuses, assignments, priorities, public numbers and internal
+/// notes. A resident's device neither makes nor may push these.
+pub fn inspector_only(field: &str, value: &Value) -> bool {
+    matches!(
+        field,
+        "status" | "assignee" | "priority" | "service_request_id"
+    ) || is_internal_note(field, value)
+}
+
 /// The set a member field belongs to, for `Add` and `Remove` fields.
 pub fn set_of(field: &str) -> Option<&'static str> {
     match field {

@@ -86,6 +86,26 @@ pub(crate) enum Refusal {
     Other(Error),
 }
 
+/// A refusal the engine did not act on (or could not, after its retries), for the caller.
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        match r {
+            Refusal::Other(e) => e,
+            Refusal::ClockAhead { .. } => {
+                Error::Sync("the server keeps refusing this device's clock".into())
+            }
+            Refusal::CursorExpired | Refusal::CursorForeign => Error::Server {
+                status: 409,
+                message: "the server keeps refusing this device's cursor".into(),
+            },
+            Refusal::Request { message, .. } => Error::Server {
+                status: 403,
+                message,
+            },
+        }
+    }
+}
+
 pub(crate) struct Http {
     client: Client,
     base: String,
@@ -230,13 +250,7 @@ impl Http {
     }
 
     pub(crate) fn register(&self, body: &RegisterBody) -> Result<Registered> {
-        self.post("/v1/devices", body).map_err(|r| match r {
-            Refusal::Other(e) => e,
-            r => Error::Server {
-                status: 400,
-                message: format!("{r:?}"),
-            },
-        })
+        self.post("/v1/devices", body).map_err(Error::from)
     }
 
     pub(crate) fn sync(&self, body: &SyncRequest) -> std::result::Result<SyncResponse, Refusal> {

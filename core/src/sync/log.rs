@@ -270,7 +270,7 @@ fn insert(tx: &Transaction, c: &Change, seq: u64) -> Result<bool> {
 }
 
 /// A request's changes in (stamp, replica, id) order.
-fn load(conn: &Connection, request_id: &str) -> Result<Vec<Change>> {
+pub fn load(conn: &Connection, request_id: &str) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANGE_COLUMNS} FROM sync_changes WHERE request_id = ?1"
     ))?;
@@ -305,6 +305,38 @@ fn stamps(changes: &[Change]) -> impl Iterator<Item = (&str, Hlc, &str)> {
     changes
         .iter()
         .map(|c| (c.field.as_str(), c.hlc, c.replica.as_str()))
+}
+
+/// The merged values of a few fields of one request (registers and set-once fields), without
+/// building the whole document: what the app's tables and the server's scope columns mirror.
+pub fn current_values(
+    conn: &Connection,
+    request_id: &str,
+    fields: &[&str],
+) -> Result<HashMap<String, Value>> {
+    let marks = vec!["?"; fields.len()].join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT field, value, hlc, replica FROM sync_changes
+         WHERE request_id = ? AND field IN ({marks})"
+    ))?;
+    let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&request_id];
+    bind.extend(fields.iter().map(|f| f as &dyn rusqlite::ToSql));
+    let rows: Vec<(String, String, Hlc, String)> = stmt
+        .query_map(bind.as_slice(), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                Hlc(r.get::<_, i64>(2)? as u64),
+                r.get(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let winners = winners(rows.iter().map(|(f, _, h, r)| (f.as_str(), *h, r.as_str())));
+    Ok(rows
+        .iter()
+        .filter(|(f, _, h, r)| winners.get(f.as_str()) == Some(&(*h, r.clone())))
+        .filter_map(|(f, v, _, _)| Some((f.clone(), serde_json::from_str(v).ok()?)))
+        .collect())
 }
 
 /// One entry of a request's replicated history.

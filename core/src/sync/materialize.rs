@@ -3,13 +3,9 @@
 //! resident) enter the cache duplicate detection reads. Runs in the transaction that applied
 //! the changes, so what the app shows never lags what the log holds.
 
-use std::collections::HashMap;
-
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::Transaction;
 use serde_json::Value;
 
-use super::change::Kind;
-use super::clock::Hlc;
 use crate::draft::{self, State};
 use crate::error::Result;
 use crate::geo::KnownRequest;
@@ -21,39 +17,6 @@ pub(crate) struct Touched {
     pub own: Vec<String>,
     /// Others' requests, as the duplicate check sees them (`open: false` leaves the index).
     pub known: Vec<KnownRequest>,
-}
-
-/// The merged value of the few fields the app's tables mirror, read from the stamps alone.
-fn fields(tx: &Transaction, request_id: &str) -> Result<HashMap<String, Value>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT field, value, hlc, replica FROM sync_changes
-         WHERE request_id = ?1 AND field IN ('create', 'location', 'status', 'service_request_id')",
-    )?;
-    let mut best: HashMap<String, (Hlc, String, String)> = HashMap::new();
-    let rows = stmt.query_map([request_id], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            Hlc(r.get::<_, i64>(2)? as u64),
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (field, value, hlc, replica) = row?;
-        let once = super::change::kind_of(&field) == Some(Kind::Once);
-        let better = match best.get(&field) {
-            None => true,
-            Some((h, r, _)) if once => (hlc, &replica) < (*h, r),
-            Some((h, r, _)) => (hlc, &replica) > (*h, r),
-        };
-        if better {
-            best.insert(field, (hlc, replica, value));
-        }
-    }
-    Ok(best
-        .into_iter()
-        .filter_map(|(f, (_, _, v))| Some((f, serde_json::from_str(&v).ok()?)))
-        .collect())
 }
 
 /// The text of the newest public note that came with `status`, if any.
@@ -78,7 +41,11 @@ pub(crate) fn materialize<'a>(
 ) -> Result<Touched> {
     let mut touched = Touched::default();
     for id in request_ids {
-        let f = fields(tx, id)?;
+        let f = super::log::current_values(
+            tx,
+            id,
+            &["create", "location", "status", "service_request_id"],
+        )?;
         let number = f
             .get("service_request_id")
             .and_then(Value::as_str)
@@ -88,12 +55,7 @@ pub(crate) fn materialize<'a>(
             .and_then(Value::as_str)
             .and_then(State::parse)
             .filter(|s| s.is_server_status());
-        let own: Option<String> = tx
-            .prepare_cached("SELECT state FROM requests WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        if let Some(state) = own {
-            let mut state = State::parse(&state).unwrap_or(State::Draft);
+        if let Some(mut state) = draft::state_of(tx, id)? {
             let before = state;
             if let (Some(n), State::Queued | State::Sent) = (&number, state) {
                 draft::accept(tx, id, n)?;
@@ -136,26 +98,7 @@ pub(crate) fn materialize<'a>(
             created_at_ms: create["created_at"].as_i64().unwrap_or(0),
             open: status.is_none_or(State::is_open),
         };
-        tx.prepare_cached(
-            "INSERT INTO known_requests (id, service_request_id, service_code, open, lat, lon,
-                 accuracy, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (id) DO UPDATE SET service_request_id = excluded.service_request_id,
-                 service_code = excluded.service_code, open = excluded.open, lat = excluded.lat,
-                 lon = excluded.lon, accuracy = excluded.accuracy,
-                 created_at = excluded.created_at, updated_at = excluded.updated_at",
-        )?
-        .execute(params![
-            known.id,
-            number,
-            known.service_code,
-            known.open,
-            known.lat,
-            known.lon,
-            known.accuracy_m,
-            known.created_at_ms,
-            crate::clock::now_ms()
-        ])?;
+        crate::known::upsert_one(tx, &known, number.as_deref())?;
         touched.known.push(known);
     }
     Ok(touched)
