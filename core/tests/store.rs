@@ -137,7 +137,11 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     assert_eq!(schema_of(&v2), schema_of(&fresh));
     let queued: Vec<String> = Connection::open(&v2)
         .unwrap()
-        .prepare("SELECT id FROM sync_outbox ORDER BY seq")
+        .prepare(
+            "SELECT c.id FROM sync_outbox o JOIN sync_change_rows c
+               ON (c.request_n, c.replica_n, c.counter) = (o.request, o.replica, o.counter)
+             ORDER BY o.seq",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -148,9 +152,17 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
         ["aaaa:1"],
         "only this replica's own changes are queued"
     );
+    let kept: i64 = Connection::open(&v2)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sync_change_rows", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        kept, 2,
+        "every logged change survives the move to numbered names"
+    );
     assert_eq!(
         schema::VERSION,
-        3,
+        4,
         "add the new version's snapshot to this test"
     );
 }

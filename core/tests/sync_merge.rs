@@ -331,7 +331,7 @@ fn bad_changes_are_refused_whole_and_change_nothing() {
     let mut b = Replica::new(0);
     let before = b.doc(r);
     let mk = |field: &str, value: Value, hlc: Hlc| Change {
-        id: format!("x:{field}"),
+        id: format!("x:{}", 100 + field.len()),
         request_id: r.into(),
         field: field.into(),
         value,
@@ -367,6 +367,13 @@ fn bad_changes_are_refused_whole_and_change_nothing() {
                 Hlc::new(BASE_MS as u64 + 86_400_000, 0),
             ),
             "in the future",
+        ),
+        (
+            Change {
+                id: "x-without-a-counter".into(),
+                ..mk("description", json!("x"), now)
+            },
+            "replica:counter",
         ),
         (
             Change {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::ServerError;
 
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 const SCHEMA: &str = "
 CREATE TABLE catalog (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -73,7 +73,7 @@ impl ServerDb {
                 write_catalog(&tx, &Catalog::toronto())?;
             }
             if version < 2 {
-                tx.execute_batch(curbside_core::sync::log::SCHEMA)?;
+                tx.execute_batch(curbside_core::sync::log::SCHEMA_V3)?;
                 tx.execute_batch(V2)?;
                 let server_id = uuid::Uuid::new_v4().simple().to_string();
                 tx.execute(
@@ -83,8 +83,14 @@ impl ServerDb {
             }
             if version < 3 {
                 // Also brings the change log's own tables up to this core's (the outbox).
-                tx.execute_batch(curbside_core::sync::log::SCHEMA)?;
+                tx.execute_batch(curbside_core::sync::log::SCHEMA_V3)?;
                 tx.execute_batch(V3)?;
+            }
+            if version < 4 {
+                // The change log by numbers (curbside-core's v4 log), and the cursor's index
+                // on its new table.
+                tx.execute_batch(curbside_core::sync::log::UPGRADE_FROM_V3)?;
+                tx.execute_batch("CREATE INDEX sync_changes_by_seq ON sync_changes (seq);")?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
             tx.commit()?;

@@ -71,7 +71,7 @@ fn may_send(
     sha: &str,
 ) -> Result<bool, ServerError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.created_by, r.ward FROM sync_changes c JOIN requests r ON r.request_id = c.request_id
+        "SELECT r.created_by, r.ward FROM sync_change_rows c JOIN requests r ON r.request_id = c.request_id
          WHERE c.field = 'photo' AND json_extract(c.value, '$.sha256') = ?1",
     )?;
     let rows = stmt.query_map([sha], |r| {

@@ -183,6 +183,7 @@ async fn scope_tokens_and_bad_input_are_enforced() {
     // Another resident may not change it; the ward's inspector may.
     let mut edit = changes[1].clone();
     edit.id = "someone:1".into();
+    edit.replica = "someone".into();
     let body = json!({"changes": [edit]}).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&other), &body).await.0,
@@ -208,10 +209,12 @@ async fn scope_tokens_and_bad_input_are_enforced() {
     // A far-future stamp in a batch: refused whole, the good change in it included.
     let mut future = changes[1].clone();
     future.id = "phone:99".into();
+    future.replica = "phone".into();
     future.hlc =
         curbside_core::sync::Hlc::new((curbside_core::clock::now_ms() + 86_400_000) as u64, 0);
     let mut good = changes[1].clone();
     good.id = "phone:98".into();
+    good.replica = "phone".into();
     let (status, v) = post(
         &server,
         "/v1/sync",

@@ -273,7 +273,7 @@ fn scenario(seed: u64) {
     assert_eq!(on_server as usize, mine.len());
     let leaked: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sync_changes WHERE request_id = ?1",
+            "SELECT count(*) FROM sync_change_rows WHERE request_id = ?1",
             [&private_draft],
             |r| r.get(0),
         )

@@ -746,10 +746,7 @@ pub(crate) fn delete(tx: &Transaction, id: &str) -> Result<()> {
     tx.prepare_cached("DELETE FROM requests WHERE id = ?1")?
         .execute([&id])?;
     // It never left the device, so neither do its changes.
-    tx.prepare_cached("DELETE FROM sync_changes WHERE request_id = ?1")?
-        .execute([&id])?;
-    tx.prepare_cached("DELETE FROM sync_outbox WHERE request_id = ?1")?
-        .execute([&id])?;
+    sync::log::forget(tx, &id)?;
     Ok(())
 }
 

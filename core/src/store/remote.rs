@@ -99,9 +99,12 @@ fn registration(conn: &Connection) -> Result<Option<(Registration, String)>> {
 /// of a draft (a draft stays on the device until it is submitted).
 fn pending(conn: &Connection, limit: usize) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {} FROM sync_outbox o JOIN sync_changes c USING (request_id, id)
-         WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = o.request_id AND r.state = 'draft')
-         ORDER BY o.seq LIMIT ?1",
+        "SELECT {} FROM (
+             SELECT c.*, o.seq AS queued FROM sync_outbox o
+             JOIN sync_change_rows c
+               ON c.request_n = o.request AND c.replica_n = o.replica AND c.counter = o.counter)
+         WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = request_id AND r.state = 'draft')
+         ORDER BY queued LIMIT ?1",
         log::CHANGE_COLUMNS
     ))?;
     let rows = stmt.query_map([limit as i64], log::change_from_row)?;
@@ -110,8 +113,8 @@ fn pending(conn: &Connection, limit: usize) -> Result<Vec<Change>> {
 
 fn pending_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(
-        "SELECT count(*) FROM sync_outbox o
-         WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = o.request_id AND r.state = 'draft')",
+        "SELECT count(*) FROM sync_outbox o JOIN sync_requests q ON q.n = o.request
+         WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = q.id AND r.state = 'draft')",
         [],
         |r| r.get::<_, i64>(0),
     )? as u64)
@@ -121,15 +124,7 @@ fn pending_count(conn: &Connection) -> Result<u64> {
 /// held them), and if it is the user's own it goes back to being a draft with the reason, its
 /// whole content queued again for when it is resubmitted.
 fn reject(tx: &Transaction, request_id: &str, reason: &str) -> Result<()> {
-    tx.execute(
-        "DELETE FROM sync_changes WHERE (request_id, id) IN
-             (SELECT request_id, id FROM sync_outbox WHERE request_id = ?1)",
-        [request_id],
-    )?;
-    tx.execute(
-        "DELETE FROM sync_outbox WHERE request_id = ?1",
-        [request_id],
-    )?;
+    log::drop_unsent(tx, request_id)?;
     if matches!(
         draft::state_of(tx, request_id)?,
         Some(State::Queued | State::Sent)
@@ -142,12 +137,7 @@ fn reject(tx: &Transaction, request_id: &str, reason: &str) -> Result<()> {
             Some(reason),
             "reject",
         )?;
-        let created: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sync_changes WHERE request_id = ?1 AND field = 'create')",
-            [request_id],
-            |r| r.get(0),
-        )?;
-        if !created {
+        if !log::holds(tx, request_id, Some("create"))? {
             draft::relog(tx, request_id)?;
         }
     }
@@ -246,11 +236,8 @@ impl Store {
                     report.full_resync = true;
                     self.write(|tx| {
                         // Only what the server holds is dropped; unsent changes stay queued.
-                        tx.execute_batch(
-                            "DELETE FROM sync_changes WHERE (request_id, id) NOT IN
-                                 (SELECT request_id, id FROM sync_outbox);
-                             DELETE FROM meta WHERE key = 'sync_cursor';",
-                        )?;
+                        log::drop_sent(tx)?;
+                        tx.execute_batch("DELETE FROM meta WHERE key = 'sync_cursor';")?;
                         Ok(())
                     })?;
                     continue;
@@ -454,11 +441,7 @@ impl Store {
         let id = draft::parse_id(id)?;
         let inspector = self.role()? == Role::Inspector;
         let touched = self.write(|tx| {
-            let known: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM sync_changes WHERE request_id = ?1)",
-                [&id],
-                |r| r.get(0),
-            )?;
+            let known = log::holds(tx, &id, None)?;
             let state = draft::state_of(tx, &id)?;
             if !known && state.is_none() {
                 return Err(Error::NotFound(id.clone()));

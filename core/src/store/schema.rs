@@ -7,7 +7,7 @@ use rusqlite::Transaction;
 
 use crate::error::{Error, Result};
 
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The whole schema of [`VERSION`], for a fresh database, together with the replication
 /// tables of [`crate::sync::log::SCHEMA`] (defined once, there, and shared with the server).
@@ -277,7 +277,7 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
                 SELECT id, 1, created_at, NULL, state, 'history starts at upgrade' FROM requests;
             "#,
         )
-        .and_then(|()| tx.execute_batch(crate::sync::log::SCHEMA))?,
+        .and_then(|()| tx.execute_batch(crate::sync::log::SCHEMA_V3))?,
         // 3: the sync engine's queues. Every change this replica made so far is unsent.
         2 => tx.execute_batch(&format!(
             "{}
@@ -288,8 +288,10 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
             INSERT INTO sync_outbox (request_id, id)
                 SELECT request_id, id FROM sync_changes
                 WHERE replica = (SELECT value FROM meta WHERE key = 'replica_id') ORDER BY seq;",
-            crate::sync::log::SCHEMA
+            crate::sync::log::SCHEMA_V3
         ))?,
+        // 4: the change log keeps replica ids, request ids and field names once, by number.
+        3 => tx.execute_batch(crate::sync::log::UPGRADE_FROM_V3)?,
         v => return Err(Error::NoMigration(v)),
     }
     Ok(())

@@ -110,6 +110,9 @@ impl Change {
                 "id and replica must be 1–128 and 1–64 characters",
             ));
         }
+        if self.counter().is_none() {
+            return Err(malformed("id must be replica:counter"));
+        }
         if uuid::Uuid::parse_str(&self.request_id).is_err() {
             return Err(malformed("request_id is not a UUID"));
         }
@@ -183,7 +186,7 @@ impl Change {
             }
             "location" => {
                 if !v.is_null() {
-                    let l: Location = serde_json::from_value(v.clone())
+                    let l = Location::deserialize(v)
                         .map_err(|_| bad("must be {lat, lon, accuracy_m, source}"))?;
                     if let Some(p) = l.problem() {
                         return Err(bad(&p.message));
@@ -251,6 +254,15 @@ impl Change {
             _ => unreachable!("kind_of knows the field"),
         }
         Ok(kind)
+    }
+
+    /// The counter of the id `{replica}:{counter}` every change has.
+    pub fn counter(&self) -> Option<u64> {
+        self.id
+            .strip_prefix(self.replica.as_str())?
+            .strip_prefix(':')?
+            .parse()
+            .ok()
     }
 
     /// The id of the set member this change adds or removes.

@@ -16,7 +16,47 @@ use super::clock::{Clock, Hlc};
 use crate::error::{Error, Result};
 
 /// The tables a replica needs for the change log (also run by the server on its own file).
+///
+/// Replica ids, request ids and field names are stored once and referred to by number, and a
+/// change's id is `{replica}:{counter}`, kept as the counter: the bookkeeping of each change
+/// is a few small integers and two stamps, less than the data it carries. Readers use the
+/// `sync_change_rows` view, which puts the names back.
 pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_replicas (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sync_requests (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sync_fields (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+-- seq: the order changes arrived here in (the server's cursor).
+CREATE TABLE IF NOT EXISTS sync_changes (
+    request  INTEGER NOT NULL,
+    replica  INTEGER NOT NULL,
+    counter  INTEGER NOT NULL,
+    field    INTEGER NOT NULL,
+    value    TEXT NOT NULL,
+    hlc      INTEGER NOT NULL,
+    replaced INTEGER,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (request, replica, counter)
+) WITHOUT ROWID;
+-- This replica's own changes the server has not yet acknowledged, in the order they were made.
+-- A draft's stay here, unsent, until it is submitted.
+CREATE TABLE IF NOT EXISTS sync_outbox (
+    seq     INTEGER PRIMARY KEY,
+    request INTEGER NOT NULL,
+    replica INTEGER NOT NULL,
+    counter INTEGER NOT NULL
+);
+CREATE VIEW IF NOT EXISTS sync_change_rows AS
+    SELECT q.id AS request_id, r.id || ':' || c.counter AS id, f.name AS field, c.value AS value,
+           c.hlc AS hlc, r.id AS replica, c.replaced AS replaced, c.seq AS seq,
+           c.request AS request_n, c.replica AS replica_n, c.counter AS counter
+    FROM sync_changes c
+    JOIN sync_requests q ON q.n = c.request
+    JOIN sync_replicas r ON r.n = c.replica
+    JOIN sync_fields f ON f.n = c.field;";
+
+/// The change log as schema versions up to 3 (client) kept it: what migrations start from.
+pub const SCHEMA_V3: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sync_changes (
     request_id TEXT NOT NULL,
@@ -29,13 +69,169 @@ CREATE TABLE IF NOT EXISTS sync_changes (
     seq        INTEGER NOT NULL,
     PRIMARY KEY (request_id, id)
 ) WITHOUT ROWID;
--- This replica's own changes the server has not yet acknowledged, in the order they were made.
--- A draft's stay here, unsent, until it is submitted.
 CREATE TABLE IF NOT EXISTS sync_outbox (
     seq        INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
     id         TEXT NOT NULL
 );";
+
+/// Moves a change log from [`SCHEMA_V3`] to [`SCHEMA`], keeping every change and the outbox.
+/// Ids are `{replica}:{counter}` by construction; one that is not keeps its place by arrival.
+pub const UPGRADE_FROM_V3: &str = "
+ALTER TABLE sync_changes RENAME TO sync_changes_v3;
+ALTER TABLE sync_outbox RENAME TO sync_outbox_v3;
+DROP INDEX IF EXISTS sync_changes_by_seq;
+CREATE TABLE sync_replicas (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE sync_requests (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE sync_fields (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+INSERT INTO sync_replicas (id) SELECT DISTINCT replica FROM sync_changes_v3;
+INSERT INTO sync_requests (id) SELECT DISTINCT request_id FROM sync_changes_v3;
+INSERT INTO sync_fields (name) SELECT DISTINCT field FROM sync_changes_v3;
+CREATE TABLE sync_changes (
+    request  INTEGER NOT NULL,
+    replica  INTEGER NOT NULL,
+    counter  INTEGER NOT NULL,
+    field    INTEGER NOT NULL,
+    value    TEXT NOT NULL,
+    hlc      INTEGER NOT NULL,
+    replaced INTEGER,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (request, replica, counter)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO sync_changes
+    SELECT q.n, r.n,
+           CASE WHEN c.id = c.replica || ':' || CAST(substr(c.id, length(c.replica) + 2) AS INTEGER)
+                THEN CAST(substr(c.id, length(c.replica) + 2) AS INTEGER) ELSE -c.seq END,
+           f.n, c.value, c.hlc, c.replaced, c.seq
+    FROM sync_changes_v3 c
+    JOIN sync_requests q ON q.id = c.request_id
+    JOIN sync_replicas r ON r.id = c.replica
+    JOIN sync_fields f ON f.name = c.field;
+CREATE TABLE sync_outbox (
+    seq     INTEGER PRIMARY KEY,
+    request INTEGER NOT NULL,
+    replica INTEGER NOT NULL,
+    counter INTEGER NOT NULL
+);
+INSERT INTO sync_outbox (seq, request, replica, counter)
+    SELECT o.seq, c.request, c.replica, c.counter FROM sync_outbox_v3 o
+    JOIN sync_requests q ON q.id = o.request_id
+    JOIN sync_changes c ON c.request = q.n
+    JOIN sync_replicas r ON r.n = c.replica AND r.id || ':' || c.counter = o.id;
+DROP TABLE sync_changes_v3;
+DROP TABLE sync_outbox_v3;
+CREATE VIEW sync_change_rows AS
+    SELECT q.id AS request_id, r.id || ':' || c.counter AS id, f.name AS field, c.value AS value,
+           c.hlc AS hlc, r.id AS replica, c.replaced AS replaced, c.seq AS seq,
+           c.request AS request_n, c.replica AS replica_n, c.counter AS counter
+    FROM sync_changes c
+    JOIN sync_requests q ON q.n = c.request
+    JOIN sync_replicas r ON r.n = c.replica
+    JOIN sync_fields f ON f.n = c.field;";
+
+/// A change's place in `sync_changes`: request, replica and counter numbers.
+type Key = (i64, i64, i64);
+
+/// Numbers for replica ids, request ids and field names, remembered for one batch.
+#[derive(Default)]
+struct Names {
+    requests: HashMap<String, i64>,
+    replicas: HashMap<String, i64>,
+    fields: HashMap<String, i64>,
+}
+
+impl Names {
+    fn number(
+        tx: &Transaction,
+        cache: &mut HashMap<String, i64>,
+        table: &str,
+        column: &str,
+        name: &str,
+    ) -> Result<i64> {
+        if let Some(n) = cache.get(name) {
+            return Ok(*n);
+        }
+        let found: Option<i64> = tx
+            .prepare_cached(&format!("SELECT n FROM {table} WHERE {column} = ?1"))?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        let n = match found {
+            Some(n) => n,
+            None => {
+                tx.prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
+                    .execute([name])?;
+                tx.last_insert_rowid()
+            }
+        };
+        cache.insert(name.to_string(), n);
+        Ok(n)
+    }
+
+    /// The numbers of a change's request, replica and field, and its counter.
+    fn key(&mut self, tx: &Transaction, c: &Change) -> Result<(i64, i64, i64, i64)> {
+        let counter = c
+            .counter()
+            .ok_or_else(|| Error::Sync(format!("change id {:?} is not replica:counter", c.id)))?;
+        Ok((
+            Self::number(tx, &mut self.requests, "sync_requests", "id", &c.request_id)?,
+            Self::number(tx, &mut self.replicas, "sync_replicas", "id", &c.replica)?,
+            counter as i64,
+            Self::number(tx, &mut self.fields, "sync_fields", "name", &c.field)?,
+        ))
+    }
+}
+
+/// The number of a request id, if the log holds any change of it.
+fn request_number(conn: &Connection, request_id: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT n FROM sync_requests WHERE id = ?1")?
+        .query_row([request_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Whether the log holds a change of `request_id` (of `field`, if given).
+pub fn holds(conn: &Connection, request_id: &str, field: Option<&str>) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sync_change_rows
+                            WHERE request_id = ?1 AND (?2 IS NULL OR field = ?2))",
+        )?
+        .query_row(params![request_id, field], |r| r.get(0))?)
+}
+
+/// Forgets a request that never left this replica: its changes and its queue entries.
+pub fn forget(tx: &Transaction, request_id: &str) -> Result<()> {
+    if let Some(n) = request_number(tx, request_id)? {
+        tx.prepare_cached("DELETE FROM sync_changes WHERE request = ?1")?
+            .execute([n])?;
+        tx.prepare_cached("DELETE FROM sync_outbox WHERE request = ?1")?
+            .execute([n])?;
+    }
+    Ok(())
+}
+
+/// Drops a request's changes the server has not acknowledged (it refused them).
+pub fn drop_unsent(tx: &Transaction, request_id: &str) -> Result<()> {
+    if let Some(n) = request_number(tx, request_id)? {
+        tx.execute(
+            "DELETE FROM sync_changes WHERE (request, replica, counter) IN
+                 (SELECT request, replica, counter FROM sync_outbox WHERE request = ?1)",
+            [n],
+        )?;
+        tx.execute("DELETE FROM sync_outbox WHERE request = ?1", [n])?;
+    }
+    Ok(())
+}
+
+/// Drops every change the server holds, keeping the unsent ones: before a full resync.
+pub fn drop_sent(tx: &Transaction) -> Result<()> {
+    tx.execute(
+        "DELETE FROM sync_changes WHERE (request, replica, counter) NOT IN
+             (SELECT request, replica, counter FROM sync_outbox)",
+        [],
+    )?;
+    Ok(())
+}
 
 /// The columns every reader selects, in this order, for [`change_from_row`].
 pub(crate) const CHANGE_COLUMNS: &str = "id, request_id, field, value, hlc, replica, replaced";
@@ -64,7 +260,7 @@ pub fn changes_since(
     mut keep: impl FnMut(&Change) -> bool,
 ) -> Result<(Vec<Change>, u64, bool)> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CHANGE_COLUMNS}, seq FROM sync_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {CHANGE_COLUMNS}, seq FROM sync_change_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
     let batch = (limit as i64).saturating_mul(4).max(64);
     let rows: Vec<(Change, u64)> = stmt
@@ -152,10 +348,17 @@ pub fn local_changes(
     now_ms: i64,
 ) -> Result<Vec<Change>> {
     let changes = stamp_changes(tx, request_id, edits, now_ms)?;
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO sync_outbox (seq, request_id, id) VALUES (NULL, ?1, ?2)")?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO sync_outbox (request, replica, counter)
+         SELECT request_n, replica_n, counter FROM sync_change_rows
+         WHERE request_id = ?1 AND replica = ?2 AND counter = ?3",
+    )?;
     for c in &changes {
-        stmt.execute(params![c.request_id, c.id])?;
+        stmt.execute(params![
+            c.request_id,
+            c.replica,
+            c.counter().map(|n| n as i64)
+        ])?;
     }
     Ok(changes)
 }
@@ -175,7 +378,7 @@ pub fn stamp_changes(
         .unwrap_or(0);
     // Only the stamps are needed to know what each edit replaces: no values are read.
     let logged: Vec<(String, Hlc, String)> = tx
-        .prepare_cached("SELECT field, hlc, replica FROM sync_changes WHERE request_id = ?1")?
+        .prepare_cached("SELECT field, hlc, replica FROM sync_change_rows WHERE request_id = ?1")?
         .query_map([request_id], |r| {
             Ok((r.get(0)?, Hlc(r.get::<_, i64>(1)? as u64), r.get(2)?))
         })?
@@ -186,6 +389,8 @@ pub fn stamp_changes(
             .map(|(k, v)| (k.to_string(), v))
             .collect();
     let mut out = Vec::with_capacity(edits.len());
+    let mut names = Names::default();
+    let mut stmt = tx.prepare_cached(INSERT)?;
     for (field, value) in edits {
         counter += 1;
         let replaced = match kind_of(&field) {
@@ -204,7 +409,7 @@ pub fn stamp_changes(
         change
             .check(now_ms.saturating_add(clock.offset_ms), MAX_AHEAD_MS)
             .map_err(sync_error)?;
-        insert(tx, &change, counter)?;
+        insert(tx, &mut stmt, &mut names, &change, counter)?;
         current.insert(change.field.clone(), (change.hlc, change.replica.clone()));
         out.push(change);
     }
@@ -234,9 +439,11 @@ pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyR
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut report = ApplyReport::default();
+    let mut names = Names::default();
+    let mut stmt = tx.prepare_cached(INSERT)?;
     for c in changes {
         seq += 1;
-        if insert(tx, c, seq)? {
+        if insert(tx, &mut stmt, &mut names, c, seq)? {
             report.applied += 1;
         } else {
             report.duplicates += 1;
@@ -248,31 +455,37 @@ pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyR
     Ok(report)
 }
 
-/// Logs one change; false when it was already there.
-fn insert(tx: &Transaction, c: &Change, seq: u64) -> Result<bool> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO sync_changes (request_id, id, field, value, hlc, replica, replaced, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (request_id, id) DO NOTHING",
-        )?
-        .execute(params![
-            c.request_id,
-            c.id,
-            c.field,
-            c.value.to_string(),
-            c.hlc.0 as i64,
-            c.replica,
-            c.replaced.map(|h| h.0 as i64),
-            seq as i64
-        ])?;
+const INSERT: &str =
+    "INSERT INTO sync_changes (request, replica, counter, field, value, hlc, replaced, seq)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (request, replica, counter) DO NOTHING";
+
+/// Logs one change with the prepared [`INSERT`]; false when it was already there.
+fn insert(
+    tx: &Transaction,
+    stmt: &mut rusqlite::CachedStatement,
+    names: &mut Names,
+    c: &Change,
+    seq: u64,
+) -> Result<bool> {
+    let (request, replica, counter, field) = names.key(tx, c)?;
+    let inserted = stmt.execute(params![
+        request,
+        replica,
+        counter,
+        field,
+        c.value.to_string(),
+        c.hlc.0 as i64,
+        c.replaced.map(|h| h.0 as i64),
+        seq as i64
+    ])?;
     Ok(inserted == 1)
 }
 
 /// A request's changes in (stamp, replica, id) order.
 pub fn load(conn: &Connection, request_id: &str) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CHANGE_COLUMNS} FROM sync_changes WHERE request_id = ?1"
+        "SELECT {CHANGE_COLUMNS} FROM sync_change_rows WHERE request_id = ?1"
     ))?;
     let mut changes: Vec<Change> = stmt
         .query_map([request_id], change_from_row)?
@@ -316,7 +529,7 @@ pub fn current_values(
 ) -> Result<HashMap<String, Value>> {
     let marks = vec!["?"; fields.len()].join(", ");
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT field, value, hlc, replica FROM sync_changes
+        "SELECT field, value, hlc, replica FROM sync_change_rows
          WHERE request_id = ? AND field IN ({marks})"
     ))?;
     let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&request_id];
@@ -430,7 +643,7 @@ pub fn document(conn: &Connection, request_id: &str) -> Result<Document> {
 /// Every change this replica holds, in arrival order (what a full exchange sends).
 pub fn all_changes(conn: &Connection) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {CHANGE_COLUMNS} FROM sync_changes ORDER BY seq"
+        "SELECT {CHANGE_COLUMNS} FROM sync_change_rows ORDER BY seq"
     ))?;
     let rows = stmt.query_map([], change_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -439,15 +652,18 @@ pub fn all_changes(conn: &Connection) -> Result<Vec<Change>> {
 /// The ids of the requests this replica holds changes for.
 pub fn request_ids(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt =
-        conn.prepare("SELECT DISTINCT request_id FROM sync_changes ORDER BY request_id")?;
+        conn.prepare("SELECT id FROM sync_requests q WHERE EXISTS (SELECT 1 FROM sync_changes c WHERE c.request = q.n) ORDER BY id")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Forgets queued changes the server has acknowledged.
 pub fn acknowledge(tx: &Transaction, changes: &[(String, String)]) -> Result<()> {
-    let mut stmt =
-        tx.prepare_cached("DELETE FROM sync_outbox WHERE request_id = ?1 AND id = ?2")?;
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM sync_outbox WHERE (request, replica, counter) =
+             (SELECT request_n, replica_n, counter FROM sync_change_rows
+              WHERE request_id = ?1 AND id = ?2)",
+    )?;
     for (request_id, id) in changes {
         stmt.execute(params![request_id, id])?;
     }
@@ -466,29 +682,32 @@ pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
         return Ok(0);
     }
     let base: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(hlc), 0) FROM sync_changes c
-         WHERE NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.request_id = c.request_id AND o.id = c.id)",
+        "SELECT COALESCE(MAX(hlc), 0) FROM sync_changes
+         WHERE (request, replica, counter) NOT IN (SELECT request, replica, counter FROM sync_outbox)",
         [],
         |r| r.get(0),
     )?;
-    let unsent: Vec<(String, String, i64, Option<i64>)> = tx
+    let unsent: Vec<(Key, i64, Option<i64>)> = tx
         .prepare(
-            "SELECT c.request_id, c.id, c.hlc, c.replaced FROM sync_outbox o
-             JOIN sync_changes c ON c.request_id = o.request_id AND c.id = o.id ORDER BY o.seq",
+            "SELECT c.request, c.replica, c.counter, c.hlc, c.replaced FROM sync_outbox o
+             JOIN sync_changes c USING (request, replica, counter) ORDER BY o.seq",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut stamps = Clock::new(Hlc(base as u64), 0);
     let mut moved: HashMap<i64, i64> = HashMap::new();
     let mut update = tx.prepare_cached(
-        "UPDATE sync_changes SET hlc = ?3, replaced = ?4 WHERE request_id = ?1 AND id = ?2",
+        "UPDATE sync_changes SET hlc = ?4, replaced = ?5
+         WHERE request = ?1 AND replica = ?2 AND counter = ?3",
     )?;
-    for (request_id, id, hlc, replaced) in &unsent {
+    for (key, hlc, replaced) in &unsent {
         let target = (Hlc(*hlc as u64).ms() as i64).saturating_add(delta);
         let new = stamps.tick(target).0 as i64;
         moved.insert(*hlc, new);
         let replaced = replaced.map(|r| moved.get(&r).copied().unwrap_or(r));
-        update.execute(params![request_id, id, new, replaced])?;
+        update.execute(params![key.0, key.1, key.2, new, replaced])?;
     }
     // The clock restarts from what others have seen, not from the wrong stamps it issued.
     save_clock(tx, &Clock::new(stamps.last, offset_ms))?;
@@ -502,15 +721,18 @@ pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
 /// cursor is older may have missed a removal, so it must resync in full.
 pub fn compact(tx: &Transaction, horizon: Hlc) -> Result<(usize, u64)> {
     let ids: Vec<String> = tx
-        .prepare("SELECT DISTINCT request_id FROM sync_changes WHERE hlc < ?1")?
+        .prepare("SELECT DISTINCT request_id FROM sync_change_rows WHERE hlc < ?1")?
         .query_map([horizon.0 as i64], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let (mut deleted, mut max_seq) = (0usize, 0u64);
     let mut select = tx.prepare_cached(&format!(
-        "SELECT {CHANGE_COLUMNS}, seq FROM sync_changes WHERE request_id = ?1"
+        "SELECT {CHANGE_COLUMNS}, seq FROM sync_change_rows WHERE request_id = ?1"
     ))?;
-    let mut delete =
-        tx.prepare_cached("DELETE FROM sync_changes WHERE request_id = ?1 AND id = ?2")?;
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM sync_changes WHERE (request, replica, counter) =
+             (SELECT request_n, replica_n, counter FROM sync_change_rows
+              WHERE request_id = ?1 AND id = ?2)",
+    )?;
     for id in ids {
         let rows: Vec<(Change, u64)> = select
             .query_map([&id], |r| {

@@ -22,7 +22,7 @@ pub(crate) struct Touched {
 /// The text of the newest public note that came with `status`, if any.
 fn status_note(tx: &Transaction, request_id: &str, status: State) -> Result<Option<String>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT value FROM sync_changes WHERE request_id = ?1 AND field = 'note'
+        "SELECT value FROM sync_change_rows WHERE request_id = ?1 AND field = 'note'
          ORDER BY hlc DESC, replica DESC",
     )?;
     let values = stmt.query_map([request_id], |r| r.get::<_, String>(0))?;
