@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::sync::change::inspector_only;
 use crate::sync::client::{CancelToken, Http, Refusal, RetryPolicy};
 use crate::sync::log::{self, meta, set_meta};
-use crate::sync::materialize::{materialize, Touched};
+use crate::sync::materialize::{materialize, NewRequests, Touched};
 use crate::sync::protocol::{self, RegisterBody, Registered, Role, SyncRequest};
 use crate::sync::{Change, Document};
 
@@ -65,6 +65,26 @@ pub struct SyncReport {
     pub full_resync: bool,
     /// Requests the server refused, with its reason; their unsent changes were dropped.
     pub rejected: Vec<(String, String)>,
+}
+
+/// One call of the sync endpoint: what was sent, when, and the server's answer.
+struct Round {
+    request: SyncRequest,
+    sent_at: i64,
+    answer: std::result::Result<protocol::SyncResponse, Refusal>,
+}
+
+impl Round {
+    fn send(http: &Http, mut request: SyncRequest) -> Round {
+        let sent_at = now_ms();
+        request.client_time_ms = Some(sent_at);
+        let answer = http.sync(&request);
+        Round {
+            request,
+            sent_at,
+            answer,
+        }
+    }
 }
 
 fn registration(conn: &Connection) -> Result<Option<(Registration, String)>> {
@@ -196,33 +216,57 @@ impl Store {
         };
         progress(&p);
         let (mut clock_fixes, mut restarts) = (0, 0);
+        // The next page, asked for while the last one was being applied.
+        let mut prefetched: Option<Round> = None;
         loop {
             if options.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let (batch, cursor, replica) = self.write(|tx| {
-                let batch = pending(tx, protocol::MAX_PUSH)?;
-                let ids: BTreeSet<&str> = batch.iter().map(|c| c.request_id.as_str()).collect();
-                for id in ids {
-                    if draft::state_of(tx, id)? == Some(State::Queued) {
-                        draft::transition(tx, id, &[State::Queued], State::Sent, None, "send")?;
-                    }
+            let round = match prefetched.take() {
+                Some(round) => round,
+                None => {
+                    let (batch, cursor, replica) = self.write(|tx| {
+                        let batch = pending(tx, protocol::MAX_PUSH)?;
+                        let ids: BTreeSet<&str> =
+                            batch.iter().map(|c| c.request_id.as_str()).collect();
+                        for id in ids {
+                            if draft::state_of(tx, id)? == Some(State::Queued) {
+                                draft::transition(
+                                    tx,
+                                    id,
+                                    &[State::Queued],
+                                    State::Sent,
+                                    None,
+                                    "send",
+                                )?;
+                            }
+                        }
+                        let cursor = meta(tx, "sync_cursor")?;
+                        // Until a full pull has ended, this device lacks some of its own
+                        // sent changes: the server must not leave them out.
+                        let replica = match (&cursor, meta(tx, "sync_full_pull")?) {
+                            (Some(_), None) => Some(log::replica_id(tx)?),
+                            _ => None,
+                        };
+                        Ok((batch, cursor, replica))
+                    })?;
+                    Round::send(
+                        &http,
+                        SyncRequest {
+                            cursor,
+                            replica,
+                            changes: batch,
+                            client_time_ms: None,
+                        },
+                    )
                 }
-                let cursor = meta(tx, "sync_cursor")?;
-                let replica = match cursor {
-                    Some(_) => Some(log::replica_id(tx)?),
-                    None => None,
-                };
-                Ok((batch, cursor, replica))
-            })?;
-            let sent_at = now_ms();
-            let request = SyncRequest {
-                cursor,
-                replica,
-                changes: batch,
-                client_time_ms: Some(sent_at),
             };
-            let response = match http.sync(&request) {
+            let Round {
+                request,
+                sent_at,
+                answer,
+            } = round;
+            let response = match answer {
                 Ok(r) => r,
                 Err(Refusal::ClockAhead { server_time_ms }) if clock_fixes < 2 => {
                     clock_fixes += 1;
@@ -238,6 +282,7 @@ impl Store {
                         // Only what the server holds is dropped; unsent changes stay queued.
                         log::drop_sent(tx)?;
                         tx.execute_batch("DELETE FROM meta WHERE key = 'sync_cursor';")?;
+                        set_meta(tx, "sync_full_pull", "1")?;
                         Ok(())
                     })?;
                     continue;
@@ -253,47 +298,66 @@ impl Store {
                 }
                 Err(r) => return Err(r.into()),
             };
+            // While this page is applied, the next one travels and is decoded on another
+            // thread: the server, the network and this store work at the same time. Only
+            // the cursor the server just gave is used; it is saved once the page is applied,
+            // so a failure here only wastes the prefetch.
+            let next = response.more.then(|| SyncRequest {
+                cursor: Some(response.cursor.clone()),
+                replica: request.replica.clone(),
+                changes: Vec::new(),
+                client_time_ms: None,
+            });
             let pushed = request.changes;
-            let touched = self.write(|tx| {
-                let acked: Vec<(String, String)> = pushed
-                    .iter()
-                    .map(|c| (c.request_id.clone(), c.id.clone()))
-                    .collect();
-                log::acknowledge(tx, &acked)?;
-                for c in pushed.iter().filter(|c| c.field == "photo") {
-                    tx.prepare_cached(
-                        "INSERT INTO photo_uploads (sha256, queued_at)
-                         SELECT sha256, ?2 FROM photos WHERE sha256 = ?1
-                         ON CONFLICT (sha256) DO NOTHING",
-                    )?
-                    .execute(params![c.value["sha256"].as_str(), now_ms()])?;
-                }
-                log::apply(tx, &response.changes, now_ms())?;
-                let mut ids: BTreeSet<&str> = response
-                    .changes
-                    .iter()
-                    .map(|c| c.request_id.as_str())
-                    .collect();
-                for a in &response.assigned {
-                    if matches!(
-                        draft::state_of(tx, &a.request_id)?,
-                        Some(State::Queued | State::Sent)
-                    ) {
-                        draft::accept(tx, &a.request_id, &a.service_request_id)?;
+            let (touched, next) = std::thread::scope(|scope| {
+                let next = next.map(|next| scope.spawn(|| Round::send(&http, next)));
+                let touched = self.write(|tx| {
+                    let acked: Vec<(String, String)> = pushed
+                        .iter()
+                        .map(|c| (c.request_id.clone(), c.id.clone()))
+                        .collect();
+                    log::acknowledge(tx, &acked)?;
+                    for c in pushed.iter().filter(|c| c.field == "photo") {
+                        tx.prepare_cached(
+                            "INSERT INTO photo_uploads (sha256, queued_at)
+                             SELECT sha256, ?2 FROM photos WHERE sha256 = ?1
+                             ON CONFLICT (sha256) DO NOTHING",
+                        )?
+                        .execute(params![c.value["sha256"].as_str(), now_ms()])?;
                     }
-                    ids.insert(a.request_id.as_str());
-                }
-                let touched = materialize(tx, ids)?;
-                set_meta(tx, "sync_cursor", &response.cursor)?;
-                if let Some(offset) = response.clock_offset_ms {
-                    let current = log::clock(tx)?.offset_ms;
-                    if (offset - current).abs() > OFFSET_NOISE_MS {
-                        report.restamped += log::set_clock_offset(tx, offset)? as u64;
+                    let (_, new) = log::apply_noting_new(tx, &response.changes, now_ms())?;
+                    let mut ids: BTreeSet<&str> = response
+                        .changes
+                        .iter()
+                        .map(|c| c.request_id.as_str())
+                        .collect();
+                    for a in &response.assigned {
+                        if matches!(
+                            draft::state_of(tx, &a.request_id)?,
+                            Some(State::Queued | State::Sent)
+                        ) {
+                            draft::accept(tx, &a.request_id, &a.service_request_id)?;
+                        }
+                        ids.insert(a.request_id.as_str());
                     }
-                }
-                Ok(touched)
-            })?;
-            self.reindex_touched(touched)?;
+                    let touched = materialize(tx, ids, &NewRequests::new(&response.changes, &new))?;
+                    set_meta(tx, "sync_cursor", &response.cursor)?;
+                    if !response.more {
+                        tx.execute_batch("DELETE FROM meta WHERE key = 'sync_full_pull';")?;
+                    }
+                    if let Some(offset) = response.clock_offset_ms {
+                        let current = log::clock(tx)?.offset_ms;
+                        if (offset - current).abs() > OFFSET_NOISE_MS {
+                            report.restamped += log::set_clock_offset(tx, offset)? as u64;
+                        }
+                    }
+                    Ok(touched)
+                });
+                let next = next.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                (touched, next)
+            });
+            self.reindex_touched(touched?)?;
+            prefetched = next;
             report.rounds += 1;
             report.pushed += pushed.len() as u64;
             report.pulled += response.changes.len() as u64;
@@ -418,9 +482,12 @@ impl Store {
     /// transaction.
     pub fn apply_changes(&self, changes: &[Change]) -> Result<log::ApplyReport> {
         let (report, touched) = self.write(|tx| {
-            let report = log::apply(tx, changes, now_ms())?;
+            let (report, new) = log::apply_noting_new(tx, changes, now_ms())?;
             let ids: BTreeSet<&str> = changes.iter().map(|c| c.request_id.as_str()).collect();
-            Ok((report, materialize(tx, ids)?))
+            Ok((
+                report,
+                materialize(tx, ids, &NewRequests::new(changes, &new))?,
+            ))
         })?;
         self.reindex_touched(touched)?;
         Ok(report)
@@ -470,7 +537,7 @@ impl Store {
                 });
             }
             log::local_changes(tx, &id, edits, now_ms())?;
-            materialize(tx, [id.as_str()])
+            materialize(tx, [id.as_str()], &NewRequests::default())
         })?;
         self.reindex_touched(touched)
     }

@@ -5,7 +5,7 @@
 //! associative: replicas that hold the same changes hold the same state, whatever the order,
 //! duplication or delay of delivery. A batch is checked whole before any of it is applied.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
@@ -138,6 +138,8 @@ struct Names {
     requests: HashMap<String, i64>,
     replicas: HashMap<String, i64>,
     fields: HashMap<String, i64>,
+    /// Requests numbered by this batch: the log held no change of them before it.
+    new_requests: HashSet<String>,
 }
 
 impl Names {
@@ -147,24 +149,24 @@ impl Names {
         table: &str,
         column: &str,
         name: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, bool)> {
         if let Some(n) = cache.get(name) {
-            return Ok(*n);
+            return Ok((*n, false));
         }
         let found: Option<i64> = tx
             .prepare_cached(&format!("SELECT n FROM {table} WHERE {column} = ?1"))?
             .query_row([name], |r| r.get(0))
             .optional()?;
-        let n = match found {
-            Some(n) => n,
+        let (n, new) = match found {
+            Some(n) => (n, false),
             None => {
                 tx.prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
                     .execute([name])?;
-                tx.last_insert_rowid()
+                (tx.last_insert_rowid(), true)
             }
         };
         cache.insert(name.to_string(), n);
-        Ok(n)
+        Ok((n, new))
     }
 
     /// The numbers of a change's request, replica and field, and its counter.
@@ -172,11 +174,16 @@ impl Names {
         let counter = c
             .counter()
             .ok_or_else(|| Error::Sync(format!("change id {:?} is not replica:counter", c.id)))?;
+        let (request, new) =
+            Self::number(tx, &mut self.requests, "sync_requests", "id", &c.request_id)?;
+        if new {
+            self.new_requests.insert(c.request_id.clone());
+        }
         Ok((
-            Self::number(tx, &mut self.requests, "sync_requests", "id", &c.request_id)?,
-            Self::number(tx, &mut self.replicas, "sync_replicas", "id", &c.replica)?,
+            request,
+            Self::number(tx, &mut self.replicas, "sync_replicas", "id", &c.replica)?.0,
             counter as i64,
-            Self::number(tx, &mut self.fields, "sync_fields", "name", &c.field)?,
+            Self::number(tx, &mut self.fields, "sync_fields", "name", &c.field)?.0,
         ))
     }
 }
@@ -262,25 +269,24 @@ pub fn changes_since(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANGE_COLUMNS}, seq FROM sync_change_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
-    let batch = (limit as i64).saturating_mul(4).max(64);
-    let rows: Vec<(Change, u64)> = stmt
-        .query_map(params![after_seq as i64, batch], |r| {
-            Ok((change_from_row(r)?, r.get::<_, i64>(7)? as u64))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let scanned_all = rows.len() < batch as usize;
+    // A page scans at most this many rows, kept or not, so a device that may see little
+    // of the log still gets an answer (and a cursor further on) in bounded time.
+    let scan = (limit as i64).saturating_mul(4).max(64);
+    let mut rows = stmt.query(params![after_seq as i64, scan])?;
     let mut out = Vec::new();
-    let mut cursor = after_seq;
-    for (change, seq) in rows {
+    let (mut cursor, mut scanned) = (after_seq, 0);
+    while let Some(r) = rows.next()? {
         if out.len() == limit {
             return Ok((out, cursor, true));
         }
-        cursor = seq;
+        scanned += 1;
+        let change = change_from_row(r)?;
+        cursor = r.get::<_, i64>(7)? as u64;
         if keep(&change) {
             out.push(change);
         }
     }
-    Ok((out, cursor, !scanned_all))
+    Ok((out, cursor, scanned == scan))
 }
 
 /// Stamps further ahead of the receiver's clock than this are refused: a phone whose clock
@@ -430,6 +436,16 @@ pub struct ApplyReport {
 
 /// Applies changes from other replicas: all or nothing. A change seen before is a no-op.
 pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyReport> {
+    Ok(apply_noting_new(tx, changes, now_ms)?.0)
+}
+
+/// [`apply`], also telling which requests the log held nothing of before: their state is
+/// `changes` alone, which materialising then reads without a query.
+pub(crate) fn apply_noting_new(
+    tx: &Transaction,
+    changes: &[Change],
+    now_ms: i64,
+) -> Result<(ApplyReport, HashSet<String>)> {
     let mut clock = clock(tx)?;
     let now = now_ms.saturating_add(clock.offset_ms);
     for c in changes {
@@ -452,7 +468,7 @@ pub fn apply(tx: &Transaction, changes: &[Change], now_ms: i64) -> Result<ApplyR
     }
     save_clock(tx, &clock)?;
     set_meta(tx, "change_counter", &seq.to_string())?;
-    Ok(report)
+    Ok((report, names.new_requests))
 }
 
 const INSERT: &str =
@@ -527,15 +543,12 @@ pub fn current_values(
     request_id: &str,
     fields: &[&str],
 ) -> Result<HashMap<String, Value>> {
-    let marks = vec!["?"; fields.len()].join(", ");
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT field, value, hlc, replica FROM sync_change_rows
-         WHERE request_id = ? AND field IN ({marks})"
-    ))?;
-    let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&request_id];
-    bind.extend(fields.iter().map(|f| f as &dyn rusqlite::ToSql));
-    let rows: Vec<(String, String, Hlc, String)> = stmt
-        .query_map(bind.as_slice(), |r| {
+    // Filtering the fields here rather than in SQL keeps the statement one cached plan.
+    let mut stmt = conn.prepare_cached(
+        "SELECT field, value, hlc, replica FROM sync_change_rows WHERE request_id = ?1",
+    )?;
+    let mut rows: Vec<(String, String, Hlc, String)> = stmt
+        .query_map([request_id], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -544,12 +557,38 @@ pub fn current_values(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    rows.retain(|(f, _, _, _)| fields.contains(&f.as_str()));
     let winners = winners(rows.iter().map(|(f, _, h, r)| (f.as_str(), *h, r.as_str())));
     Ok(rows
         .iter()
         .filter(|(f, _, h, r)| winners.get(f.as_str()) == Some(&(*h, r.clone())))
         .filter_map(|(f, v, _, _)| Some((f.clone(), serde_json::from_str(v).ok()?)))
         .collect())
+}
+
+/// [`current_values`] of changes in memory, all of one request.
+pub fn merged_values<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    fields: &[&str],
+) -> HashMap<String, Value> {
+    let wanted: Vec<&Change> = changes
+        .into_iter()
+        .filter(|c| fields.contains(&c.field.as_str()))
+        .collect();
+    let winners = winners(
+        wanted
+            .iter()
+            .map(|c| (c.field.as_str(), c.hlc, c.replica.as_str())),
+    );
+    wanted
+        .into_iter()
+        .filter(|c| {
+            winners
+                .get(c.field.as_str())
+                .is_some_and(|(h, r)| *h == c.hlc && *r == c.replica)
+        })
+        .map(|c| (c.field.clone(), c.value.clone()))
+        .collect()
 }
 
 /// One entry of a request's replicated history.

@@ -3,12 +3,15 @@
 //! resident) enter the cache duplicate detection reads. Runs in the transaction that applied
 //! the changes, so what the app shows never lags what the log holds.
 
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::Transaction;
 use serde_json::Value;
 
 use crate::draft::{self, State};
 use crate::error::Result;
 use crate::geo::KnownRequest;
+use crate::sync::Change;
 
 /// What materialising touched, for the duplicate index.
 #[derive(Debug, Default)]
@@ -35,17 +38,36 @@ fn status_note(tx: &Transaction, request_id: &str, status: State) -> Result<Opti
     Ok(None)
 }
 
+/// Changes just applied, by request, of the requests the log held nothing of before them:
+/// their merged state is in these changes alone, so materialising them needs no query (most
+/// of an initial sync).
+#[derive(Default)]
+pub(crate) struct NewRequests<'a>(HashMap<&'a str, Vec<&'a Change>>);
+
+impl<'a> NewRequests<'a> {
+    pub(crate) fn new(applied: &'a [Change], new: &HashSet<String>) -> NewRequests<'a> {
+        let mut by_request: HashMap<&str, Vec<&Change>> = HashMap::new();
+        for c in applied.iter().filter(|c| new.contains(&c.request_id)) {
+            by_request.entry(&c.request_id).or_default().push(c);
+        }
+        NewRequests(by_request)
+    }
+}
+
+/// The fields the app's tables mirror.
+const MIRRORED: [&str; 4] = ["create", "location", "status", "service_request_id"];
+
 pub(crate) fn materialize<'a>(
     tx: &Transaction,
     request_ids: impl IntoIterator<Item = &'a str>,
+    new: &NewRequests,
 ) -> Result<Touched> {
     let mut touched = Touched::default();
     for id in request_ids {
-        let f = super::log::current_values(
-            tx,
-            id,
-            &["create", "location", "status", "service_request_id"],
-        )?;
+        let f = match new.0.get(id) {
+            Some(changes) => super::log::merged_values(changes.iter().copied(), &MIRRORED),
+            None => super::log::current_values(tx, id, &MIRRORED)?,
+        };
         let number = f
             .get("service_request_id")
             .and_then(Value::as_str)
