@@ -95,6 +95,7 @@ impl ServerDb {
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
             tx.commit()?;
         }
+        curbside_core::store::keep_statements_prepared(&conn)?;
         Ok(ServerDb {
             conn: Mutex::new(conn),
         })

@@ -127,14 +127,7 @@ impl Store {
             photo::storage::remove_orphans(&tx)?;
             tx.commit()?;
         }
-        // The draft paths use a few dozen distinct statements; keep them all prepared. Without
-        // the planner stability guarantee, SQLite (built with STAT4) expires a cached statement
-        // each time its bindings are cleared and parses it again on the next call.
-        conn.set_prepared_statement_cache_capacity(64);
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )?;
+        keep_statements_prepared(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
             definitions: DefinitionCache::default(),
@@ -448,4 +441,17 @@ fn classify(path: &Path, e: rusqlite::Error) -> Error {
         },
         _ => Error::Sqlite(e),
     }
+}
+
+/// Keeps a connection's cached statements prepared between calls. The draft and sync paths use
+/// a few dozen distinct statements. Without the planner stability guarantee, SQLite (built
+/// with STAT4) expires a cached statement each time its bindings are cleared and parses it
+/// again on the next call. The server's connection needs the same.
+pub fn keep_statements_prepared(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
