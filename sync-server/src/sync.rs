@@ -212,25 +212,37 @@ fn sync_blocking(
     let compacted: u64 = meta("compacted_seq")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let generation: u64 = meta("compactions")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let malformed = |c: &str| ServerError::BadRequest(format!("cursor {c:?} is malformed"));
+    // A cursor is `server:seq:compactions`. It expires when changes after it were compacted
+    // away, unless it was given after that compaction (a full resync still paging through).
     let after = match body.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => 0,
-        Some(c) => match c.split_once(':') {
-            Some((id, seq)) if id == server_id => {
-                let seq: u64 = seq
-                    .parse()
-                    .map_err(|_| ServerError::BadRequest(format!("cursor {c:?} is malformed")))?;
-                if seq < compacted {
-                    return Err(ServerError::CursorExpired);
+        Some(c) => {
+            let mut parts = c.split(':');
+            let (id, seq, given_at) = (parts.next(), parts.next(), parts.next());
+            if parts.next().is_some() {
+                return Err(malformed(c));
+            }
+            let seq: u64 = match (id, seq) {
+                (Some(id), Some(seq)) if id == server_id => {
+                    seq.parse().map_err(|_| malformed(c))?
                 }
-                seq
+                (Some(_), Some(_)) => return Err(ServerError::CursorForeign),
+                _ => return Err(malformed(c)),
+            };
+            // Cursors from before compactions were counted carry no count.
+            let given_at: u64 = match given_at {
+                Some(g) => g.parse().map_err(|_| malformed(c))?,
+                None => 0,
+            };
+            if seq < compacted && given_at < generation {
+                return Err(ServerError::CursorExpired);
             }
-            Some(_) => return Err(ServerError::CursorForeign),
-            None => {
-                return Err(ServerError::BadRequest(format!(
-                    "cursor {c:?} is malformed"
-                )))
-            }
-        },
+            seq
+        }
     };
 
     let (assigned, fresh) = admit(&tx, &device, &body.changes, now)?;
@@ -254,7 +266,7 @@ fn sync_blocking(
         accepted: body.changes.iter().map(|c| c.id.clone()).collect(),
         assigned,
         changes,
-        cursor: format!("{server_id}:{seq}"),
+        cursor: format!("{server_id}:{seq}:{generation}"),
         more,
         server_time_ms: now,
         clock_offset_ms: body.client_time_ms.map(|t| now - t),
@@ -549,6 +561,10 @@ pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerErr
             "INSERT INTO meta (key, value) VALUES ('compacted_seq', ?1)
              ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
             [max_seq.to_string()],
+        )?;
+        tx.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('compactions', '1')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
         )?;
     }
     tx.commit()?;

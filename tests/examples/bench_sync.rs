@@ -12,61 +12,11 @@
 use std::time::Instant;
 
 use curbside_core::sync::protocol::{RegisterBody, Role};
-use curbside_core::sync::{Change, Hlc};
+use curbside_core::sync::Change;
 use curbside_core::Store;
-use curbside_e2e::{options, start_server, ADMIN};
-use serde_json::json;
-
-const CHANGES_PER_REQUEST: usize = 8;
-
-/// A realistic request as the changes a phone and the city write: creation, description,
-/// two answers, location, contact, the city's number, a status and its note.
-fn request_changes(i: usize, replica: &str, base_ms: u64) -> Vec<Change> {
-    let id = uuid::Uuid::from_u128(0x0190_f3a0_0000_7000_8000_0000_0000_0000 | i as u128)
-        .hyphenated()
-        .to_string();
-    let (lat, lon) = (
-        43.64 + (i % 997) as f64 * 1.1e-4,
-        -79.40 + (i % 991) as f64 * 1.3e-4,
-    );
-    let values = [
-        (
-            "create",
-            json!({"service_code": "CSROWR-12", "created_at": base_ms, "created_by": replica, "channel": "app"}),
-        ),
-        (
-            "description",
-            json!(format!(
-                "Pothole {i} in the curb lane, about a tire wide and getting deeper"
-            )),
-        ),
-        ("attr:SIZE", json!(["medium"])),
-        ("attr:HAZARDS", json!(["cyclists"])),
-        (
-            "location",
-            json!({"lat": lat, "lon": lon, "accuracy_m": 6.0, "source": "gps"}),
-        ),
-        (
-            "contact",
-            json!({"first_name": "Sam", "last_name": null, "email": "sam@example.org", "phone": null}),
-        ),
-        ("service_request_id", json!(format!("{}", 100_001 + i))),
-        ("status", json!("in_progress")),
-    ];
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(k, (field, value))| Change {
-            id: format!("{replica}:{}", i * CHANGES_PER_REQUEST + k + 1),
-            request_id: id.clone(),
-            field: field.into(),
-            value,
-            hlc: Hlc::new(base_ms + i as u64, k as u16),
-            replica: replica.into(),
-            replaced: None,
-        })
-        .collect()
-}
+use curbside_e2e::{
+    options, request_changes, seed_requests, start_server, ADMIN, CHANGES_PER_REQUEST,
+};
 
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -193,30 +143,9 @@ fn main() {
     // 3. Initial sync from a real server over loopback, in a child process for its memory.
     for n in [requests / 5, requests] {
         let server = start_server(&dir.path().join(format!("server-{n}")), 180);
-        {
-            // The server's state as its sync endpoint would have built it, written directly:
-            // numbering 50,000 pushes through HTTP would time the seeding, not the pull.
-            let mut db = server.db();
-            let tx = db.transaction().unwrap();
-            for i in 0..n {
-                let cs = request_changes(i, "5eed5eed5eed5eed", base);
-                curbside_core::sync::log::apply(&tx, &cs, curbside_core::clock::system_ms())
-                    .unwrap();
-                tx.execute(
-                    "INSERT INTO requests (request_id, service_request_id, created_by, ward, created_at, lat, lon, status)
-                     VALUES (?1, ?2, 'seed', '10', ?3, ?4, ?5, 'in_progress')",
-                    rusqlite::params![
-                        cs[0].request_id,
-                        100_001 + i as i64,
-                        base as i64,
-                        cs[4].value["lat"].as_f64(),
-                        cs[4].value["lon"].as_f64()
-                    ],
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-        }
+        // Written directly, as the sync endpoint would have: numbering 50,000 pushes through
+        // HTTP would time the seeding, not the pull.
+        seed_requests(&server, n, "5eed5eed5eed5eed", base);
         let db = dir.path().join(format!("inspector-{n}.db"));
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["client", &server.url(), db.to_str().unwrap()])

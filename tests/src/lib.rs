@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use curbside_core::sync::{Change, Hlc};
 use curbside_core::{RetryPolicy, SyncOptions};
 use curbside_server::{AppState, Config};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 /// The admin key the test servers grant inspectors with.
@@ -77,4 +79,83 @@ pub fn options() -> SyncOptions {
         },
         ..SyncOptions::default()
     }
+}
+
+pub const CHANGES_PER_REQUEST: usize = 8;
+
+/// A realistic request as the changes a phone and the city write: creation, description,
+/// two answers, location, contact, the city's number, a status and its note.
+pub fn request_changes(i: usize, replica: &str, base_ms: u64) -> Vec<Change> {
+    let id = uuid::Uuid::from_u128(0x0190_f3a0_0000_7000_8000_0000_0000_0000 | i as u128)
+        .hyphenated()
+        .to_string();
+    let (lat, lon) = (
+        43.64 + (i % 997) as f64 * 1.1e-4,
+        -79.40 + (i % 991) as f64 * 1.3e-4,
+    );
+    let values = [
+        (
+            "create",
+            json!({"service_code": "CSROWR-12", "created_at": base_ms, "created_by": replica, "channel": "app"}),
+        ),
+        (
+            "description",
+            json!(format!(
+                "Pothole {i} in the curb lane, about a tire wide and getting deeper"
+            )),
+        ),
+        ("attr:SIZE", json!(["medium"])),
+        ("attr:HAZARDS", json!(["cyclists"])),
+        (
+            "location",
+            json!({"lat": lat, "lon": lon, "accuracy_m": 6.0, "source": "gps"}),
+        ),
+        (
+            "contact",
+            json!({"first_name": "Sam", "last_name": null, "email": "sam@example.org", "phone": null}),
+        ),
+        ("service_request_id", json!(format!("{}", 100_001 + i))),
+        ("status", json!("in_progress")),
+    ];
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(k, (field, value))| Change {
+            id: format!("{replica}:{}", i * CHANGES_PER_REQUEST + k + 1),
+            request_id: id.clone(),
+            field: field.into(),
+            value,
+            hlc: Hlc::new(base_ms + i as u64, k as u16),
+            replica: replica.into(),
+            replaced: None,
+        })
+        .collect()
+}
+
+/// Writes `n` requests of replica `replica` (ward 10, in progress) into the server's store as
+/// its sync endpoint would have, numbered from 100,001: pushing them over HTTP would time or
+/// test the seeding, not what follows. Returns their ids.
+pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> Vec<String> {
+    let mut db = server.db();
+    let tx = db.transaction().unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let cs = request_changes(i, replica, base_ms);
+        curbside_core::sync::log::apply(&tx, &cs, curbside_core::clock::system_ms()).unwrap();
+        tx.execute(
+            "INSERT INTO requests (request_id, service_request_id, created_by, ward, created_at, lat, lon, status)
+             VALUES (?1, ?2, 'seed', '10', ?3, ?4, ?5, 'in_progress')",
+            rusqlite::params![
+                cs[0].request_id,
+                100_001 + i as i64,
+                base_ms as i64,
+                cs[4].value["lat"].as_f64(),
+                cs[4].value["lon"].as_f64()
+            ],
+        )
+        .unwrap();
+        ids.push(cs[0].request_id.clone());
+    }
+    tx.commit().unwrap();
+    ids
 }

@@ -10,7 +10,7 @@ use curbside_core::sync::protocol::{RegisterBody, Role};
 use curbside_core::{
     clock, DraftEdit, Error, Location, LocationSource, RetryPolicy, State, Store, SyncOptions,
 };
-use curbside_e2e::{options, start_server, ADMIN};
+use curbside_e2e::{options, seed_requests, start_server, ADMIN, CHANGES_PER_REQUEST};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -21,6 +21,20 @@ fn inspector(store: &Store, server: &str) {
             &RegisterBody {
                 role: Some(Role::Inspector),
                 wards: vec!["10".into()],
+                admin_key: Some(ADMIN.into()),
+            },
+        )
+        .unwrap();
+}
+
+/// An inspector of every ward: edits move seeded requests to the ward their location is in.
+fn city_wide_inspector(store: &Store, server: &str) {
+    store
+        .register(
+            server,
+            &RegisterBody {
+                role: Some(Role::Inspector),
+                wards: (1..=25).map(|w| w.to_string()).collect(),
                 admin_key: Some(ADMIN.into()),
             },
         )
@@ -53,6 +67,7 @@ fn sync(store: &Store) -> curbside_core::SyncReport {
 fn faults() {
     a_phone_a_day_ahead_does_not_win_every_race();
     a_device_offline_past_the_retention_resyncs_in_full();
+    a_resync_over_many_pages_brings_back_the_devices_own_changes();
     an_unreachable_server_fails_fast_and_loses_nothing();
     hostile_bodies_get_clear_errors_and_change_nothing();
 }
@@ -174,6 +189,60 @@ fn a_device_offline_past_the_retention_resyncs_in_full() {
         .history
         .iter()
         .any(|h| h.change.value == "in_progress" || h.change.value["text"] == "truck 12"));
+}
+
+/// More than a page of the log: pages are fetched while the last is applied, and a full
+/// resync must not leave out this device's own changes on the pages after the first.
+fn a_resync_over_many_pages_brings_back_the_devices_own_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), 0);
+    let seeded = 300;
+    let base = clock::system_ms() as u64 - DAY_MS as u64;
+    let ids = seed_requests(&server, seeded, "5eed5eed5eed5eed", base);
+    let (a, b) = (
+        Store::open(dir.path().join("a.db")).unwrap(),
+        Store::open(dir.path().join("b.db")).unwrap(),
+    );
+    city_wide_inspector(&a, &server.url());
+    let first = sync(&a);
+    assert_eq!(first.pulled as usize, seeded * CHANGES_PER_REQUEST);
+    assert!(first.rounds >= 2, "{first:?}");
+    // A's own edits land after the seeded changes: on the second page of any full pull.
+    for id in &ids[..5] {
+        a.set_status(id, State::Completed, Some("filled")).unwrap();
+    }
+    assert_eq!(sync(&a).pushed, 10);
+    // B overwrites a status A has not seen; compacting it expires A's cursor.
+    city_wide_inspector(&b, &server.url());
+    sync(&b);
+    b.set_status(&ids[299], State::Scheduled, None).unwrap();
+    b.set_status(&ids[299], State::InProgress, None).unwrap();
+    sync(&b);
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(curbside_server::compact(&server.state, 0).unwrap() >= 1);
+
+    // The resync is cut off after its first page (the phone goes into a tunnel) and resumed.
+    let cancel = curbside_core::CancelToken::new();
+    let cut = SyncOptions {
+        cancel: cancel.clone(),
+        ..options()
+    };
+    let stopped = a.sync(&cut, &mut |p| {
+        if p.pulled_changes > 0 {
+            cancel.cancel();
+        }
+    });
+    assert!(matches!(stopped, Err(Error::Cancelled)), "{stopped:?}");
+    let report = sync(&a);
+    assert!(report.pulled > 0, "{report:?}");
+    let server_db = server.db();
+    for id in [&ids[0], &ids[4], &ids[299]] {
+        let truth = curbside_core::sync::document(&server_db, id).unwrap();
+        let mine = a.request(id).unwrap();
+        assert_eq!(mine.fields, truth.fields, "{id}");
+        assert_eq!(mine.history, truth.history, "{id}");
+    }
+    assert_eq!(a.request(&ids[0]).unwrap().fields["status"], "completed");
 }
 
 fn an_unreachable_server_fails_fast_and_loses_nothing() {
