@@ -315,9 +315,13 @@ fn hostile_bodies_get_clear_errors_and_change_nothing() {
             body.len()
         )
         .unwrap();
-        s.write_all(&body).unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        // The server may answer a huge body before it has read it all, and close: the rest
+        // of the write then fails, which is the point.
+        let _ = s.write_all(&body);
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(out.len() >= 12, "no answer: {out:?}");
         let status = out[9..12].parse().unwrap();
         (status, out)
     };
