@@ -89,7 +89,7 @@ impl ServerDb {
             if version < 4 {
                 // The change log by numbers (curbside-core's v4 log), and the cursor's index
                 // on its new table.
-                tx.execute_batch(curbside_core::sync::log::UPGRADE_FROM_V3)?;
+                tx.execute_batch(&curbside_core::sync::log::upgrade_from_v3())?;
                 tx.execute_batch("CREATE INDEX sync_changes_by_seq ON sync_changes (seq);")?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;

@@ -15,12 +15,16 @@ use curbside_e2e::{options, seed_requests, start_server, ADMIN, CHANGES_PER_REQU
 const DAY_MS: i64 = 86_400_000;
 
 fn inspector(store: &Store, server: &str) {
+    inspector_of(store, server, vec!["10".into()]);
+}
+
+fn inspector_of(store: &Store, server: &str, wards: Vec<String>) {
     store
         .register(
             server,
             &RegisterBody {
                 role: Some(Role::Inspector),
-                wards: vec!["10".into()],
+                wards,
                 admin_key: Some(ADMIN.into()),
             },
         )
@@ -29,16 +33,7 @@ fn inspector(store: &Store, server: &str) {
 
 /// An inspector of every ward: edits move seeded requests to the ward their location is in.
 fn city_wide_inspector(store: &Store, server: &str) {
-    store
-        .register(
-            server,
-            &RegisterBody {
-                role: Some(Role::Inspector),
-                wards: (1..=25).map(|w| w.to_string()).collect(),
-                admin_key: Some(ADMIN.into()),
-            },
-        )
-        .unwrap();
+    inspector_of(store, server, (1..=25).map(|w| w.to_string()).collect());
 }
 
 fn pothole(store: &Store) -> String {

@@ -291,7 +291,7 @@ pub fn upgrade_from(tx: &Transaction, version: u32) -> Result<()> {
             crate::sync::log::SCHEMA_V3
         ))?,
         // 4: the change log keeps replica ids, request ids and field names once, by number.
-        3 => tx.execute_batch(crate::sync::log::UPGRADE_FROM_V3)?,
+        3 => tx.execute_batch(&crate::sync::log::upgrade_from_v3())?,
         v => return Err(Error::NoMigration(v)),
     }
     Ok(())

@@ -75,29 +75,18 @@ CREATE TABLE IF NOT EXISTS sync_outbox (
     id         TEXT NOT NULL
 );";
 
-/// Moves a change log from [`SCHEMA_V3`] to [`SCHEMA`], keeping every change and the outbox.
+/// Moves a change log from [`SCHEMA_V3`] to [`SCHEMA`], keeping every change and the outbox:
+/// the old tables step aside, [`SCHEMA`] makes the new ones, and the rows move across.
 /// Ids are `{replica}:{counter}` by construction; one that is not keeps its place by arrival.
-pub const UPGRADE_FROM_V3: &str = "
-ALTER TABLE sync_changes RENAME TO sync_changes_v3;
+pub fn upgrade_from_v3() -> String {
+    format!(
+        "ALTER TABLE sync_changes RENAME TO sync_changes_v3;
 ALTER TABLE sync_outbox RENAME TO sync_outbox_v3;
 DROP INDEX IF EXISTS sync_changes_by_seq;
-CREATE TABLE sync_replicas (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
-CREATE TABLE sync_requests (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
-CREATE TABLE sync_fields (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+{SCHEMA}
 INSERT INTO sync_replicas (id) SELECT DISTINCT replica FROM sync_changes_v3;
 INSERT INTO sync_requests (id) SELECT DISTINCT request_id FROM sync_changes_v3;
 INSERT INTO sync_fields (name) SELECT DISTINCT field FROM sync_changes_v3;
-CREATE TABLE sync_changes (
-    request  INTEGER NOT NULL,
-    replica  INTEGER NOT NULL,
-    counter  INTEGER NOT NULL,
-    field    INTEGER NOT NULL,
-    value    TEXT NOT NULL,
-    hlc      INTEGER NOT NULL,
-    replaced INTEGER,
-    seq      INTEGER NOT NULL,
-    PRIMARY KEY (request, replica, counter)
-) WITHOUT ROWID;
 INSERT OR IGNORE INTO sync_changes
     SELECT q.n, r.n,
            CASE WHEN c.id = c.replica || ':' || CAST(substr(c.id, length(c.replica) + 2) AS INTEGER)
@@ -107,27 +96,15 @@ INSERT OR IGNORE INTO sync_changes
     JOIN sync_requests q ON q.id = c.request_id
     JOIN sync_replicas r ON r.id = c.replica
     JOIN sync_fields f ON f.name = c.field;
-CREATE TABLE sync_outbox (
-    seq     INTEGER PRIMARY KEY,
-    request INTEGER NOT NULL,
-    replica INTEGER NOT NULL,
-    counter INTEGER NOT NULL
-);
 INSERT INTO sync_outbox (seq, request, replica, counter)
     SELECT o.seq, c.request, c.replica, c.counter FROM sync_outbox_v3 o
     JOIN sync_requests q ON q.id = o.request_id
     JOIN sync_changes c ON c.request = q.n
     JOIN sync_replicas r ON r.n = c.replica AND r.id || ':' || c.counter = o.id;
 DROP TABLE sync_changes_v3;
-DROP TABLE sync_outbox_v3;
-CREATE VIEW sync_change_rows AS
-    SELECT q.id AS request_id, r.id || ':' || c.counter AS id, f.name AS field, c.value AS value,
-           c.hlc AS hlc, r.id AS replica, c.replaced AS replaced, c.seq AS seq,
-           c.request AS request_n, c.replica AS replica_n, c.counter AS counter
-    FROM sync_changes c
-    JOIN sync_requests q ON q.n = c.request
-    JOIN sync_replicas r ON r.n = c.replica
-    JOIN sync_fields f ON f.n = c.field;";
+DROP TABLE sync_outbox_v3;"
+    )
+}
 
 /// A change's place in `sync_changes`: request, replica and counter numbers.
 type Key = (i64, i64, i64);
@@ -547,7 +524,7 @@ pub fn current_values(
     let mut stmt = conn.prepare_cached(
         "SELECT field, value, hlc, replica FROM sync_change_rows WHERE request_id = ?1",
     )?;
-    let mut rows: Vec<(String, String, Hlc, String)> = stmt
+    let rows: Vec<(String, String, Hlc, String)> = stmt
         .query_map([request_id], |r| {
             Ok((
                 r.get(0)?,
@@ -557,13 +534,32 @@ pub fn current_values(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    rows.retain(|(f, _, _, _)| fields.contains(&f.as_str()));
-    let winners = winners(rows.iter().map(|(f, _, h, r)| (f.as_str(), *h, r.as_str())));
-    Ok(rows
-        .iter()
-        .filter(|(f, _, h, r)| winners.get(f.as_str()) == Some(&(*h, r.clone())))
-        .filter_map(|(f, v, _, _)| Some((f.clone(), serde_json::from_str(v).ok()?)))
-        .collect())
+    Ok(in_force(
+        rows.iter()
+            .map(|(f, v, h, r)| (f.as_str(), *h, r.as_str(), v)),
+        fields,
+    )
+    .filter_map(|(f, v)| Some((f.to_string(), serde_json::from_str(v).ok()?)))
+    .collect())
+}
+
+/// The items of `fields` in force by the winner rule, among (field, stamp, replica, item)
+/// rows of one request.
+fn in_force<'a, T>(
+    rows: impl IntoIterator<Item = (&'a str, Hlc, &'a str, T)>,
+    fields: &[&str],
+) -> impl Iterator<Item = (&'a str, T)> {
+    let wanted: Vec<_> = rows
+        .into_iter()
+        .filter(|(f, _, _, _)| fields.contains(f))
+        .collect();
+    let winners = winners(wanted.iter().map(|(f, h, r, _)| (*f, *h, *r)));
+    wanted.into_iter().filter_map(move |(f, h, r, item)| {
+        winners
+            .get(f)
+            .is_some_and(|(wh, wr)| *wh == h && wr == r)
+            .then_some((f, item))
+    })
 }
 
 /// [`current_values`] of changes in memory, all of one request.
@@ -571,24 +567,14 @@ pub fn merged_values<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
     fields: &[&str],
 ) -> HashMap<String, Value> {
-    let wanted: Vec<&Change> = changes
-        .into_iter()
-        .filter(|c| fields.contains(&c.field.as_str()))
-        .collect();
-    let winners = winners(
-        wanted
-            .iter()
-            .map(|c| (c.field.as_str(), c.hlc, c.replica.as_str())),
-    );
-    wanted
-        .into_iter()
-        .filter(|c| {
-            winners
-                .get(c.field.as_str())
-                .is_some_and(|(h, r)| *h == c.hlc && *r == c.replica)
-        })
-        .map(|c| (c.field.clone(), c.value.clone()))
-        .collect()
+    in_force(
+        changes
+            .into_iter()
+            .map(|c| (c.field.as_str(), c.hlc, c.replica.as_str(), &c.value)),
+        fields,
+    )
+    .map(|(f, v)| (f.to_string(), v.clone()))
+    .collect()
 }
 
 /// One entry of a request's replicated history.
