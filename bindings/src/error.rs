@@ -77,17 +77,22 @@ impl From<Error> for ApiError {
                 problems: one("location", curbside_core::ProblemKind::OutOfRange),
                 reason,
             },
-            Error::Sync(_) | Error::Server { .. } | Error::NotRegistered => {
-                ApiError::Conflict { reason }
+            Error::Change(_)
+            | Error::Server { .. }
+            | Error::NotRegistered
+            | Error::Forbidden(_)
+            | Error::ClockRefused
+            | Error::CursorRefused => ApiError::Conflict { reason },
+            Error::Network(_) | Error::BadServerUrl(_) | Error::Cancelled => {
+                ApiError::Network { reason }
             }
-            Error::Network(_) | Error::Cancelled => ApiError::Network { reason },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }
             | Error::NewerSchema { .. }
             | Error::Corrupt { .. }
             | Error::NoMigration(_)
-            | Error::Stored(_)
+            | Error::Stored { .. }
             | Error::Sqlite(_)
             | Error::Io(_) => ApiError::Storage { reason },
         }

@@ -513,8 +513,8 @@ impl From<core::Problem> for Problem {
     }
 }
 
-impl From<core::photo::PhotoInfo> for PhotoInfo {
-    fn from(p: core::photo::PhotoInfo) -> Self {
+impl From<core::PhotoInfo> for PhotoInfo {
+    fn from(p: core::PhotoInfo) -> Self {
         PhotoInfo {
             sha256: p.sha256,
             width: p.width,
@@ -527,8 +527,8 @@ impl From<core::photo::PhotoInfo> for PhotoInfo {
     }
 }
 
-impl From<core::photo::AttachedPhoto> for AttachedPhoto {
-    fn from(a: core::photo::AttachedPhoto) -> Self {
+impl From<core::AttachedPhoto> for AttachedPhoto {
+    fn from(a: core::AttachedPhoto) -> Self {
         AttachedPhoto {
             photo: a.photo.into(),
             quality: a.quality,

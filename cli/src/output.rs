@@ -180,7 +180,7 @@ impl Out {
         println!("sha256 {}", p.sha256);
     }
 
-    pub fn attached(&self, a: &photo::AttachedPhoto) {
+    pub fn attached(&self, a: &curbside_core::AttachedPhoto) {
         if self.json {
             return print_json(&json!(a));
         }
@@ -197,7 +197,7 @@ impl Out {
         }
     }
 
-    pub fn photos(&self, photos: &[photo::PhotoInfo]) {
+    pub fn photos(&self, photos: &[curbside_core::PhotoInfo]) {
         if self.json {
             return print_json(&json!(photos));
         }

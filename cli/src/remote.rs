@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use curbside_core::sync::protocol::{RegisterBody, Role};
-use curbside_core::{Error, Problem, ProblemKind, State, Store, SyncOptions};
+use curbside_core::{Error, Field, Problem, ProblemKind, State, Store, SyncOptions};
 use serde_json::json;
 
 use crate::output::Out;
@@ -165,31 +165,23 @@ pub fn request(store: &Store, command: RequestCommand, out: &Out) -> Result<(), 
             }
             println!("request {}", doc.request_id);
             for (field, value) in &doc.fields {
-                if field == "contact" {
+                if *field == Field::Contact {
                     println!("  {field:<20} (private)");
                 } else {
                     println!("  {field:<20} {value}");
                 }
             }
             for n in &doc.notes {
-                let kind = if n["public"] == json!(true) {
-                    "public"
-                } else {
-                    "internal"
-                };
-                println!(
-                    "  note ({kind}, {}): {}",
-                    n["author"].as_str().unwrap_or("?"),
-                    n["text"].as_str().unwrap_or("")
-                );
+                let kind = if n.public { "public" } else { "internal" };
+                println!("  note ({kind}, {}): {}", n.author, n.text);
             }
             for p in &doc.photos {
-                println!("  photo {}", p["sha256"].as_str().unwrap_or("?"));
+                println!("  photo {}", p.sha256);
             }
             println!("  history:");
             for h in &doc.history {
                 let c = &h.change;
-                let value = if c.field == "contact" {
+                let value = if c.field() == Field::Contact {
                     "(private)".to_string()
                 } else {
                     c.value.to_string()
@@ -197,8 +189,8 @@ pub fn request(store: &Store, command: RequestCommand, out: &Out) -> Result<(), 
                 println!(
                     "    {} {:<16} {:<18} {}{}{}",
                     curbside_core::clock::rfc3339(curbside_core::clock::from_ms(c.hlc.ms() as i64)),
-                    c.replica,
-                    c.field,
+                    c.replica(),
+                    c.field(),
                     value.chars().take(80).collect::<String>(),
                     if h.current { "  [current]" } else { "" },
                     if h.conflict {

@@ -1,11 +1,33 @@
 //! The crate's one error type. Every variant names what is wrong in words a person can act on;
-//! none carries personal data (descriptions, contact details), so any error may be logged.
+//! none carries personal data (descriptions, contact details), so any error may be logged. The
+//! variant is the meaning; text inside one is detail for a person, never something to match on.
 
 use std::path::PathBuf;
 
-use crate::draft::{Problem, State};
+use crate::sync::ChangeError;
+use crate::vocab::{BadId, Problem, RequestId, State};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What was looked for and not found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("no request with id {0}")]
+    Request(RequestId),
+    #[error("no photo {0}")]
+    Photo(String),
+    #[error("request {request} has no photo {sha256}")]
+    PhotoOf { request: RequestId, sha256: String },
+}
+
+/// An action this device's role does not allow: refused here, before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("statuses, assignments, priorities and internal notes are for inspectors")]
+    InspectorsOnly,
+    #[error("a resident may add notes to their own requests only")]
+    NotYourRequest,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,15 +53,15 @@ pub enum Error {
     #[error("service {service:?} has no attribute {code:?}")]
     UnknownAttribute { service: String, code: String },
 
-    #[error("no request with id {0}")]
-    NotFound(String),
+    #[error("{0}")]
+    NotFound(Missing),
 
-    #[error("{0:?} is not a request id (expected a UUID)")]
-    BadId(String),
+    #[error("{0}")]
+    BadId(#[from] BadId),
 
     #[error("cannot {action} request {id}: it is {state}")]
     WrongState {
-        id: String,
+        id: RequestId,
         state: State,
         action: &'static str,
     },
@@ -48,6 +70,7 @@ pub enum Error {
     #[error("{}", Problem::summary(.0))]
     Invalid(Vec<Problem>),
 
+    /// A service catalogue that cannot be read.
     #[error("catalogue: {0}")]
     Catalog(String),
 
@@ -63,15 +86,30 @@ pub enum Error {
 
     /// A change that cannot be applied (unknown field, wrong type, far-future stamp).
     #[error("sync: {0}")]
-    Sync(String),
+    Change(ChangeError),
+
+    /// This device's role does not allow the action.
+    #[error("not allowed: {0}")]
+    Forbidden(#[from] Forbidden),
 
     /// The server could not be reached (after retries with backoff): try again later.
     #[error("network: {0}")]
     Network(String),
 
+    #[error("{0:?} is not an http:// or https:// URL")]
+    BadServerUrl(String),
+
     /// The server answered with an error that retrying will not fix.
     #[error("the server refused: {message} (HTTP {status})")]
     Server { status: u16, message: String },
+
+    /// The server kept refusing this device's clock after it was corrected.
+    #[error("the server keeps refusing this device's clock")]
+    ClockRefused,
+
+    /// The server kept refusing this device's cursor after a full resync.
+    #[error("the server keeps refusing this device's cursor")]
+    CursorRefused,
 
     #[error("this device is not registered with a server: register first")]
     NotRegistered,
@@ -81,8 +119,8 @@ pub enum Error {
     Cancelled,
 
     /// A stored value this build cannot read (a hand-edited or damaged file).
-    #[error("stored data is unreadable: {0}")]
-    Stored(String),
+    #[error("stored data is unreadable: {what}: {detail}")]
+    Stored { what: &'static str, detail: String },
 
     #[error("no migration step from schema {0}: this build cannot upgrade that file")]
     NoMigration(u32),
@@ -98,5 +136,9 @@ impl Error {
     /// One problem, for edits that are checked as they are made.
     pub fn invalid(problem: Problem) -> Self {
         Error::Invalid(vec![problem])
+    }
+
+    pub fn no_request(id: RequestId) -> Self {
+        Error::NotFound(Missing::Request(id))
     }
 }

@@ -1,27 +1,32 @@
 //! Curbside's core: everything a 311 app does on the device, with no FFI and no async.
 //!
 //! [`Store`] is the entry point: one SQLite file holding the service catalogue (Open311
-//! vocabulary) and the resident's requests, from offline draft through the queue to the city's
-//! statuses. Nothing a person typed is lost: every write is one transaction.
+//! vocabulary), the resident's requests from offline draft through the queue to the city's
+//! statuses, and the change log that replicates them. Nothing a person typed is lost: every
+//! write is one transaction. Layers, bottom up (ARCHITECTURE.md): `vocab` and `sql`; `geo`,
+//! `photo`, `catalog`; `sync`; `request`; `store`.
 
 pub mod catalog;
-pub mod clock;
-pub mod draft;
 pub mod error;
 pub mod geo;
-pub mod known;
 pub mod photo;
+pub mod request;
+pub mod sql;
 pub mod store;
 pub mod sync;
+pub mod vocab;
 
 pub use catalog::{
     Attribute, Catalog, Datatype, ListValue, Service, ServiceDefinition, ServiceType,
 };
-pub use draft::{
-    Contact, Draft, DraftEdit, DraftSummary, HistoryEntry, Problem, ProblemKind, State,
-};
-pub use error::{Error, Result};
-pub use geo::{GeoError, Jurisdiction, Location, LocationSource};
+pub use error::{Error, Forbidden, Missing, Result};
+pub use geo::{GeoError, Jurisdiction};
 pub use photo::{PhotoError, PhotoOptions};
-pub use store::{Durability, Progress, Registration, Store, SyncOptions, SyncReport};
-pub use sync::{CancelToken, RetryPolicy};
+pub use request::{known, AttachedPhoto, Draft, DraftEdit, DraftSummary, HistoryEntry, PhotoInfo};
+pub use store::{Durability, Options, Registration, Store};
+pub use sync::engine::{CancelToken, Progress, RetryPolicy, SyncOptions, SyncReport};
+pub use vocab::time as clock;
+pub use vocab::{
+    Clock, Contact, Field, FieldValue, Lifecycle, Location, LocationSource, ManualClock, Problem,
+    ProblemKind, RequestId, SkewedClock, State, Status, SystemClock,
+};

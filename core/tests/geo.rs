@@ -235,7 +235,7 @@ mod store {
             .is_empty());
 
         // Someone else's, synced in, 5 m away, then closed by the city.
-        let now = curbside_core::clock::now_ms();
+        let now = store.now_ms();
         let theirs = KnownRequest {
             id: "101005570514".into(),
             service_code: "CSROWR-12".into(),

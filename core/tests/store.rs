@@ -140,7 +140,7 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
         .prepare(
             "SELECT c.id FROM sync_outbox o JOIN sync_change_rows c
                ON (c.request_n, c.replica_n, c.counter) = (o.request, o.replica, o.counter)
-             ORDER BY o.seq",
+             ORDER BY o.counter",
         )
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -160,9 +160,87 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
         kept, 2,
         "every logged change survives the move to numbered names"
     );
+
+    // Version 4: lifecycle and city status in one column, a history that repeated what the
+    // log says, and drafts' changes in the outbox (the engine looked them up to skip them).
+    let v4 = dir.path().join("v4.db");
+    {
+        let mut conn = Connection::open(&v4).unwrap();
+        conn.execute_batch(schema::V1).unwrap();
+        let tx = conn.transaction().unwrap();
+        for v in 1..4 {
+            schema::upgrade_from(&tx, v).unwrap();
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 4; PRAGMA application_id = 1129665090;
+             INSERT INTO meta VALUES ('replica_id', 'aaaa'), ('change_counter', '4');
+             INSERT INTO services VALUES ('CSROWR-12','Pothole',NULL,1,'batch',NULL,NULL,0);
+             INSERT INTO requests (id, service_code, state, description, created_at, updated_at)
+               VALUES ('0190f3a0-0000-7000-8000-000000000011','CSROWR-12','draft','a draft',1000,1000),
+                      ('0190f3a0-0000-7000-8000-000000000012','CSROWR-12','completed','fixed',1000,5000),
+                      ('0190f3a0-0000-7000-8000-000000000013','CSROWR-12','accepted','old',1000,1000);
+             INSERT INTO request_history VALUES
+               ('0190f3a0-0000-7000-8000-000000000011', 1, 1000, NULL, 'draft', NULL),
+               ('0190f3a0-0000-7000-8000-000000000012', 1, 1000, NULL, 'draft', NULL),
+               ('0190f3a0-0000-7000-8000-000000000012', 2, 2000, 'draft', 'queued', NULL),
+               ('0190f3a0-0000-7000-8000-000000000012', 3, 3000, 'queued', 'sent', NULL),
+               ('0190f3a0-0000-7000-8000-000000000012', 4, 4000, 'sent', 'accepted', NULL),
+               ('0190f3a0-0000-7000-8000-000000000012', 5, 5000, 'accepted', 'completed', 'done'),
+               ('0190f3a0-0000-7000-8000-000000000013', 1, 1000, NULL, 'accepted',
+                'history starts at upgrade');
+             INSERT INTO sync_replicas VALUES (1, 'aaaa'), (2, 'bbbb');
+             INSERT INTO sync_requests VALUES
+               (1, '0190f3a0-0000-7000-8000-000000000011'),
+               (2, '0190f3a0-0000-7000-8000-000000000012');
+             INSERT INTO sync_fields VALUES (1, 'create'), (2, 'description'), (3, 'status');
+             INSERT INTO sync_changes VALUES
+               (1, 1, 1, 1, '{\"service_code\":\"CSROWR-12\",\"created_at\":1000}', 65536000, NULL, 1),
+               (1, 1, 2, 2, '\"a draft\"', 65536001, NULL, 2),
+               (2, 1, 3, 1, '{\"service_code\":\"CSROWR-12\",\"created_at\":1000}', 65536002, NULL, 3),
+               (2, 2, 1, 3, '\"completed\"', 327680000, NULL, 4);
+             INSERT INTO sync_outbox VALUES (1, 1, 1, 1), (2, 1, 1, 2);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&v4).unwrap();
+    let draft = store.draft("0190f3a0-0000-7000-8000-000000000011").unwrap();
+    assert_eq!(draft.state, State::Draft);
+    assert_eq!(
+        store.pending_changes().unwrap(),
+        0,
+        "a draft's changes are held back in the outbox"
+    );
+    let fixed = store.draft("0190f3a0-0000-7000-8000-000000000012").unwrap();
+    assert_eq!(fixed.state, State::Completed);
+    let steps: Vec<(State, i64)> = fixed
+        .history
+        .iter()
+        .map(|h| (h.to, (h.at.unix_timestamp_nanos() / 1_000_000) as i64))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (State::Draft, 1000),
+            (State::Queued, 2000),
+            (State::Sent, 3000),
+            (State::Accepted, 4000),
+            (State::Completed, 5000)
+        ],
+        "the creation and the city's status come from the log, once"
+    );
+    let old = store.draft("0190f3a0-0000-7000-8000-000000000013").unwrap();
+    assert_eq!(old.state, State::Accepted);
+    assert_eq!(
+        old.history[0].note.as_deref(),
+        Some("history starts at upgrade")
+    );
+    store.submit_draft(&draft.id).unwrap_err(); // no location: still validated
+    drop(store);
+    assert_eq!(schema_of(&v4), schema_of(&fresh));
     assert_eq!(
         schema::VERSION,
-        4,
+        5,
         "add the new version's snapshot to this test"
     );
 }

@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use curbside_core::sync::{self, Change, Hlc};
-use curbside_core::{Error, Store};
+use curbside_core::sync::log::Outbox;
+use curbside_core::sync::{self, Change, Hlc, WireChange};
+use curbside_core::{Error, Field, FieldValue, RequestId, Store};
 use proptest::prelude::*;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -16,6 +17,10 @@ const REQUESTS: [&str; 3] = [
     "0190f3a0-0000-7000-8000-000000000003",
 ];
 const BASE_MS: i64 = 1_800_000_000_000;
+
+fn id(request: &str) -> RequestId {
+    RequestId::parse(request).unwrap()
+}
 
 struct Replica {
     _dir: tempfile::TempDir,
@@ -46,9 +51,18 @@ impl Replica {
 
     fn edit(&mut self, request: &str, field: &str, value: Value, now: i64) -> Change {
         let tx = self.conn.transaction().unwrap();
-        let c = sync::local_change(&tx, request, field, value, now + self.skew_ms).unwrap();
+        let value = FieldValue::decode(field, value).unwrap();
+        let c = sync::log::record(
+            &tx,
+            id(request),
+            vec![value],
+            now + self.skew_ms,
+            Outbox::Queued,
+        )
+        .unwrap()
+        .remove(0);
         tx.commit().unwrap();
-        self.made.push(c.id.clone());
+        self.made.push(c.id.to_string());
         c
     }
 
@@ -64,7 +78,7 @@ impl Replica {
     }
 
     fn doc(&self, request: &str) -> sync::Document {
-        sync::document(&self.conn, request).unwrap()
+        sync::document(&self.conn, &id(request)).unwrap()
     }
 }
 
@@ -144,7 +158,7 @@ fn edit_for(r: &Replica, request: &str, k: usize, v: u16) -> Option<(String, Val
         8 => {
             let doc = r.doc(request);
             let note = doc.notes.get(v as usize % doc.notes.len().max(1))?;
-            ("note_retract".into(), json!({"id": note["id"]}))
+            ("note_retract".into(), json!({"id": note.id}))
         }
         9 => (
             "photo".into(),
@@ -223,27 +237,28 @@ fn run(skews: Vec<i64>, ops: Vec<Op>) {
     }
     // The merge of changes in memory (materialising a request new to a replica) agrees with
     // the merge read back from the log.
-    const FIELDS: [&str; 8] = [
-        "create",
-        "description",
-        "location",
-        "status",
-        "priority",
-        "assignee",
-        "address",
-        "contact",
+    const FIELDS: [Field; 8] = [
+        Field::Create,
+        Field::Description,
+        Field::Location,
+        Field::Status,
+        Field::Priority,
+        Field::Assignee,
+        Field::Address,
+        Field::Contact,
     ];
     for r in &replicas {
         let all = r.all();
         for request in REQUESTS {
-            let stored = sync::log::current_values(&r.conn, request, &FIELDS).unwrap();
+            let stored = sync::log::current(&r.conn, &id(request), &FIELDS).unwrap();
             let in_memory =
-                sync::log::merged_values(all.iter().filter(|c| c.request_id == request), &FIELDS);
+                sync::merge::current(all.iter().filter(|c| c.request_id == id(request)), &FIELDS);
             assert_eq!(in_memory, stored, "{request}");
         }
     }
     for r in &replicas {
-        let held: std::collections::HashSet<String> = r.all().into_iter().map(|c| c.id).collect();
+        let held: std::collections::HashSet<String> =
+            r.all().into_iter().map(|c| c.id.to_string()).collect();
         for id in &made {
             assert!(held.contains(id), "acknowledged change {id} is missing");
         }
@@ -298,19 +313,22 @@ fn concurrent_writes_are_both_kept_and_flagged_sequential_ones_are_not() {
     let (da, db) = (a.doc(r), b.doc(r));
     assert_eq!(da, db);
     assert_eq!(
-        da.fields["status"],
+        da.fields[&Field::Status].to_json(),
         json!("completed"),
         "the later stamp wins"
     );
-    let flagged: Vec<(&str, bool, bool)> = da
+    let flagged: Vec<(String, bool, bool)> = da
         .history
         .iter()
-        .filter(|h| h.change.field == "status")
-        .map(|h| (h.change.value.as_str().unwrap(), h.current, h.conflict))
+        .filter(|h| h.change.field() == Field::Status)
+        .map(|h| (h.change.value.to_string(), h.current, h.conflict))
         .collect();
     assert_eq!(
         flagged,
-        [("in_progress", false, true), ("completed", true, true)],
+        [
+            ("\"in_progress\"".to_string(), false, true),
+            ("\"completed\"".to_string(), true, true)
+        ],
         "both kept, both flagged"
     );
     // B then edits having seen everything: not a conflict.
@@ -321,7 +339,7 @@ fn concurrent_writes_are_both_kept_and_flagged_sequential_ones_are_not() {
         .doc(r)
         .history
         .iter()
-        .any(|h| h.change.field == "description" && h.conflict));
+        .any(|h| h.change.field() == Field::Description && h.conflict));
 }
 
 #[test]
@@ -351,16 +369,18 @@ fn bad_changes_are_refused_whole_and_change_nothing() {
     let good = a.edit(r, "description", json!("ok"), BASE_MS);
     let mut b = Replica::new(0);
     let before = b.doc(r);
-    let mk = |field: &str, value: Value, hlc: Hlc| Change {
+    let mk = |field: &str, value: Value, hlc: Hlc| WireChange {
         id: format!("x:{}", 100 + field.len()),
         request_id: r.into(),
         field: field.into(),
         value,
-        hlc,
+        hlc: hlc.0,
         replica: "x".into(),
         replaced: None,
     };
     let now = Hlc::new(BASE_MS as u64, 0);
+    // What cannot be a change is refused as it is read, with the reason: a batch holding one
+    // is refused whole.
     for (bad, expected) in [
         (mk("colour", json!("red"), now), "unknown field"),
         (mk("description", json!(42), now), "must be a string"),
@@ -382,36 +402,39 @@ fn bad_changes_are_refused_whole_and_change_nothing() {
             "sha256",
         ),
         (
-            mk(
-                "description",
-                json!("x"),
-                Hlc::new(BASE_MS as u64 + 86_400_000, 0),
-            ),
-            "in the future",
-        ),
-        (
-            Change {
+            WireChange {
                 id: "x-without-a-counter".into(),
                 ..mk("description", json!("x"), now)
             },
             "replica:counter",
         ),
         (
-            Change {
+            WireChange {
                 request_id: "not-a-uuid".into(),
                 ..mk("description", json!("x"), now)
             },
             "UUID",
         ),
     ] {
-        let tx = b.conn.transaction().unwrap();
-        match sync::apply(&tx, &[good.clone(), bad], BASE_MS) {
-            Err(Error::Sync(m)) => assert!(m.contains(expected), "{m} should say {expected:?}"),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-        drop(tx);
-        assert_eq!(b.doc(r), before, "nothing of the batch was applied");
+        let m = Change::try_from(bad.clone()).unwrap_err().to_string();
+        assert!(m.contains(expected), "{m} should say {expected:?}");
+        let batch = serde_json::to_value([good.to_wire(), bad]).unwrap();
+        assert!(serde_json::from_value::<Vec<Change>>(batch).is_err());
     }
+    // A well-formed change stamped far ahead is refused when applied, with the whole batch.
+    let ahead = Change::try_from(mk(
+        "description",
+        json!("x"),
+        Hlc::new(BASE_MS as u64 + 86_400_000, 0),
+    ))
+    .unwrap();
+    let tx = b.conn.transaction().unwrap();
+    match sync::apply(&tx, &[good.clone(), ahead], BASE_MS) {
+        Err(Error::Change(e)) => assert!(e.to_string().contains("in the future"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop(tx);
+    assert_eq!(b.doc(r), before, "nothing of the batch was applied");
 }
 
 #[test]
@@ -458,13 +481,15 @@ fn local_edits_write_their_changes_in_the_same_transaction() {
         )
         .is_err());
     let conn = Connection::open(&path).unwrap();
-    let doc = sync::document(&conn, &id).unwrap();
-    assert_eq!(doc.fields["create"]["service_code"], "CSROWR-12");
-    assert_eq!(doc.fields["description"], "Deep pothole");
-    assert_eq!(doc.fields["attr:SIZE"], json!(["large"]));
-    assert_eq!(doc.fields["location"]["lat"], 43.65);
+    let request = RequestId::parse(&id).unwrap();
+    let doc = sync::document(&conn, &request).unwrap();
+    let json = |f: Field| doc.fields[&f].to_json();
+    assert_eq!(json(Field::Create)["service_code"], "CSROWR-12");
+    assert_eq!(json(Field::Description), "Deep pothole");
+    assert_eq!(json(Field::Attribute("SIZE".into())), json!(["large"]));
+    assert_eq!(json(Field::Location)["lat"], 43.65);
     assert_eq!(
-        doc.fields["contact"],
+        json(Field::Contact),
         json!({}),
         "an anonymous report replicates no contact"
     );
@@ -476,7 +501,7 @@ fn local_edits_write_their_changes_in_the_same_transaction() {
     let description_edits: Vec<_> = doc
         .history
         .iter()
-        .filter(|h| h.change.field == "description")
+        .filter(|h| h.change.field() == Field::Description)
         .collect();
     assert_eq!(
         description_edits[1].change.replaced,
@@ -495,7 +520,7 @@ fn local_edits_write_their_changes_in_the_same_transaction() {
             },
         )
         .unwrap();
-    let doc = sync::document(&conn, &id).unwrap();
+    let doc = sync::document(&conn, &request).unwrap();
     assert!(doc.history.last().unwrap().change.hlc > last);
     // A deleted draft takes its changes with it: they never left the device.
     store.delete_draft(&id).unwrap();

@@ -1,8 +1,10 @@
-//! The server's one error type. Each maps to an HTTP status and an Open311 error array; internal
-//! causes are logged (never with request bodies) and not shown to clients.
+//! The server's one error type. Each maps to an HTTP status and an Open311 error array. Client
+//! faults answer 4xx with what to fix; a failure of the server's own (storage, files) answers
+//! 500 with a generic body, its cause logged (never with request bodies) and never shown.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 
 use crate::open311::Format;
 
@@ -13,11 +15,9 @@ pub enum ServerError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    Conflict(String),
     /// A pushed change is stamped ahead of the server's clock: the client corrects and retries.
     #[error(
         "the device's clock runs ahead of the server's: correct it by the offset and push again"
@@ -37,12 +37,30 @@ pub enum ServerError {
     },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Only while starting: a data directory or catalogue that cannot be used.
     #[error("cannot start: {0}")]
     Startup(String),
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("catalogue: {0}")]
-    Core(#[from] curbside_core::Error),
+    /// The server's own failure: storage, files, a worker. Logged, answered with 500.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for ServerError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServerError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<curbside_core::Error> for ServerError {
+    fn from(e: curbside_core::Error) -> Self {
+        ServerError::Internal(format!("core: {e}"))
+    }
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        ServerError::Internal(format!("file: {e}"))
+    }
 }
 
 impl ServerError {
@@ -52,17 +70,18 @@ impl ServerError {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServerError::Conflict(_) | ServerError::CursorForeign => StatusCode::CONFLICT,
+            ServerError::CursorForeign => StatusCode::CONFLICT,
             ServerError::ClockAhead { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ServerError::CursorExpired => StatusCode::GONE,
             ServerError::RequestRefused { status, .. } => *status,
             ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::Startup(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The response in the format the client asked for.
-    pub fn respond(&self, format: Format) -> Response {
+    /// The Open311 error object, with the extra members a Curbside client acts on (Open311
+    /// clients ignore them). A server failure is logged here and described generically.
+    pub fn error_object(&self) -> Value {
         let status = self.status();
         let description = if status.is_server_error() {
             tracing::error!(error = %self, "internal error");
@@ -70,20 +89,25 @@ impl ServerError {
         } else {
             self.to_string()
         };
-        // Extra members a Curbside client acts on; Open311 clients ignore them.
-        let extra = match self {
+        let mut error = json!({ "code": status.as_u16(), "description": description });
+        match self {
             ServerError::ClockAhead { server_time_ms } => {
-                vec![("server_time_ms", serde_json::json!(server_time_ms))]
+                error["server_time_ms"] = json!(server_time_ms);
             }
             ServerError::CursorForeign | ServerError::CursorExpired => {
-                vec![("cursor", serde_json::json!(true))]
+                error["cursor"] = json!(true);
             }
             ServerError::RequestRefused { request_id, .. } => {
-                vec![("request_id", serde_json::json!(request_id))]
+                error["request_id"] = json!(request_id);
             }
-            _ => Vec::new(),
-        };
-        crate::open311::error_body(format, status, &description, &extra)
+            _ => {}
+        }
+        error
+    }
+
+    /// The response in the format the client asked for.
+    pub fn respond(&self, format: Format) -> Response {
+        crate::open311::error_body(format, self.status(), &self.error_object())
     }
 }
 

@@ -1,66 +1,90 @@
-//! Curbside's server. It keeps its state in an embedded SQLite file in its data directory,
-//! speaks Open311 GeoReport v2 to any client, and the Curbside sync protocol (changes merged
-//! with curbside-core's own code, resumable photo uploads) to Curbside apps.
+//! Curbside's server. It speaks Open311 GeoReport v2 to any client, and the Curbside sync
+//! protocol (changes merged with curbside-core's own code, resumable photo uploads) to Curbside
+//! apps, over a storage boundary ([`storage::Storage`]; SQLite embedded by default).
 //!
-//! [`app`] builds the router (tests drive it in-process); [`serve`] runs it on a listener until
-//! a shutdown signal, finishing requests in flight.
+//! Handlers parse and check; [`auth`] says who is calling; [`scope`] is the one rule of who may
+//! change and see what; storage is the only place with SQL. [`app`] builds the router (tests
+//! drive it in-process); [`serve`] runs it on a listener until a shutdown signal.
 
+pub mod auth;
 mod config;
-mod db;
+pub mod cursor;
 mod error;
-mod media;
+pub mod media;
 mod open311;
-mod sync;
-
-pub use sync::compact;
+pub mod scope;
+pub mod storage;
+pub mod sync;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use curbside_core::sync::Hlc;
+use curbside_core::vocab::{Clock, OsEntropy, SystemClock};
 use curbside_core::Catalog;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use db::ServerDb;
 pub use error::ServerError;
+pub use open311::Format;
+
+use storage::sqlite::SqliteStorage;
+use storage::Storage;
 
 /// What every handler sees.
 pub struct AppState {
     pub catalog: Catalog,
     /// Open311 `jurisdiction_id` this server answers for (e.g. `toronto.ca`).
     pub jurisdiction: String,
-    pub db: ServerDb,
+    pub storage: Arc<dyn Storage>,
+    /// The server's clock: every stamp check, offset and retention reads it.
+    pub clock: Arc<dyn Clock>,
     pub admin_key: Option<String>,
-    /// Ward boundaries, for numbering a new request's ward and inspectors' scope.
-    pub wards: std::sync::OnceLock<curbside_core::Jurisdiction>,
     /// Where uploaded photos live (`media/` inside it).
-    pub data_dir: std::path::PathBuf,
+    pub data_dir: PathBuf,
     pub retention_days: u32,
 }
 
 impl AppState {
-    /// Opens the data directory, imports `config.catalog` if given, and loads the catalogue.
+    /// Opens the data directory on the system clock.
     pub fn load(config: &Config) -> Result<AppState, ServerError> {
-        let db = ServerDb::open(&config.data_dir)?;
+        AppState::load_with(config, Arc::new(SystemClock))
+    }
+
+    /// Opens the data directory, imports `config.catalog` if given, and loads the catalogue.
+    pub fn load_with(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
+        let storage = SqliteStorage::open(&config.data_dir, clock.now_ms(), &OsEntropy)?;
         if let Some(path) = &config.catalog {
             let bytes = std::fs::read(path)
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?;
             let catalog = Catalog::parse(&bytes)
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?;
-            db.replace_catalog(&catalog)?;
+            storage.replace_catalog(&catalog, clock.now_ms())?;
         }
         Ok(AppState {
-            catalog: db.catalog()?,
+            catalog: storage.catalog()?,
             jurisdiction: config.jurisdiction.clone(),
-            db,
+            storage: Arc::new(storage),
+            clock,
             admin_key: config.admin_key.clone().filter(|k| !k.is_empty()),
-            wards: std::sync::OnceLock::new(),
             data_dir: config.data_dir.clone(),
             retention_days: config.retention_days,
         })
     }
+}
+
+/// Runs `f` with the state on the blocking pool: storage and files never block the executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&AppState) -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| ServerError::Internal(format!("worker: {e}")))?
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -104,6 +128,13 @@ async fn log_request(
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Drops overwritten values and removals older than the retention, and remembers how far
+/// that reached so older cursors resync in full.
+pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerError> {
+    let horizon_ms = state.clock.now_ms() - i64::from(retention_days) * 86_400_000;
+    state.storage.compact(Hlc::new(horizon_ms.max(0) as u64, 0))
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish. Overwritten values

@@ -2,7 +2,8 @@
 //! `HEAD /v1/media/{sha256}` says how many bytes the server holds (`Upload-Offset`),
 //! `PATCH` appends at that offset, and when the last byte arrives the server checks the hash,
 //! decodes the photo and strips any metadata before it is served by `GET` (the `media_url`).
-//! A photo is accepted only from a device that may see a request it belongs to.
+//! A photo is accepted only from a device that may change a request referring to it (the scope
+//! rule, on storage's index of photo references).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,12 +15,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use curbside_core::sync::protocol::{Role, UPLOAD_LENGTH, UPLOAD_OFFSET};
+use curbside_core::sync::protocol::{MEDIA, UPLOAD_LENGTH, UPLOAD_OFFSET};
 use curbside_core::PhotoOptions;
 use sha2::{Digest, Sha256};
 
-use crate::sync::{bearer, blocking, device};
-use crate::{AppState, ServerError};
+use crate::auth::Authed;
+use crate::scope::{self, Device};
+use crate::{blocking, AppState, ServerError};
 
 /// Largest photo accepted: a Curbside client sends ≤ 500 KB by default; other clients less
 /// careful get room, not a hole.
@@ -28,7 +30,7 @@ pub const MAX_PHOTO: u64 = 8 << 20;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(
-            "/v1/media/{sha256}",
+            &format!("{MEDIA}/{{sha256}}"),
             get(download).head(status).patch(upload),
         )
         .layer(DefaultBodyLimit::max(2 << 20))
@@ -62,49 +64,23 @@ fn offset_header(n: u64) -> [(header::HeaderName, HeaderValue); 2] {
     ]
 }
 
-/// May this device send this photo? Only if a request it may change or see refers to it.
-fn may_send(
-    conn: &rusqlite::Connection,
-    device_id: &str,
-    role: Role,
-    wards: &std::collections::HashSet<String>,
-    sha: &str,
-) -> Result<bool, ServerError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.created_by, r.ward FROM sync_change_rows c JOIN requests r ON r.request_id = c.request_id
-         WHERE c.field = 'photo' AND json_extract(c.value, '$.sha256') = ?1",
-    )?;
-    let rows = stmt.query_map([sha], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-    })?;
-    for row in rows {
-        let (by, ward) = row?;
-        if by == device_id || (role == Role::Inspector && ward.is_some_and(|w| wards.contains(&w)))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+/// How many bytes of a photo the server holds, finished or not.
+pub fn photo_offset(state: &AppState, sha: &str) -> Result<Option<u64>, ServerError> {
+    let sha = check_name(sha)?;
+    let (done, part) = paths(state, &sha);
+    let len = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).ok();
+    Ok(len(&done).or_else(|| len(&part)))
 }
 
 async fn status(
     State(state): State<Arc<AppState>>,
     Path(sha): Path<String>,
-    headers: HeaderMap,
+    Authed(_): Authed,
 ) -> Result<Response, ServerError> {
-    let sha = check_name(&sha)?;
-    let token = bearer(&headers)?;
     blocking(&state, move |state| {
-        {
-            let conn = state.db.conn.lock().unwrap_or_else(|p| p.into_inner());
-            device(&conn, &token)?;
-        }
-        let (done, part) = paths(state, &sha);
-        let len = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).ok();
-        Ok(match (len(&done), len(&part)) {
-            (Some(n), _) => (StatusCode::OK, offset_header(n)).into_response(),
-            (None, Some(n)) => (StatusCode::OK, offset_header(n)).into_response(),
-            (None, None) => (StatusCode::NOT_FOUND, offset_header(0)).into_response(),
+        Ok(match photo_offset(state, &sha)? {
+            Some(n) => (StatusCode::OK, offset_header(n)).into_response(),
+            None => (StatusCode::NOT_FOUND, offset_header(0)).into_response(),
         })
     })
     .await
@@ -118,84 +94,128 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64, ServerError> {
         .ok_or_else(|| ServerError::BadRequest(format!("send the {name} header (bytes)")))
 }
 
-async fn upload(
-    State(state): State<Arc<AppState>>,
-    Path(sha): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ServerError> {
-    let sha = check_name(&sha)?;
-    let token = bearer(&headers)?;
-    let offset = header_u64(&headers, UPLOAD_OFFSET)?;
-    let total = header_u64(&headers, UPLOAD_LENGTH)?;
+/// What a chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Appended; the server holds this many bytes (the whole photo: it is stored).
+    Taken { held: u64, complete: bool },
+    /// The offset was not the server's: it holds this many bytes.
+    Moved { held: u64 },
+}
+
+/// Appends `body` at `offset` of the photo `sha` (`total` bytes in all) for `device`.
+pub fn photo_chunk(
+    state: &AppState,
+    device: &Device,
+    sha: &str,
+    offset: u64,
+    total: u64,
+    body: &[u8],
+) -> Result<Chunk, ServerError> {
+    let sha = check_name(sha)?;
     if total > MAX_PHOTO || offset + body.len() as u64 > total {
         return Err(ServerError::PayloadTooLarge(format!(
             "a photo has at most {MAX_PHOTO} bytes, and a chunk must end within Upload-Length"
         )));
     }
-    blocking(&state, move |state| {
-        {
-            let conn = state.db.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let d = device(&conn, &token)?;
-            // Checked when an upload starts (it scans the photo references); later chunks
-            // continue a file that exists only because a start passed, and the hash is
-            // checked at the end whoever sent them.
-            if offset == 0 && !may_send(&conn, &d.id, d.role, &d.wards, &sha)? {
-                return Err(ServerError::Forbidden(
-                    "no request this device may change refers to that photo: sync its request first".into(),
-                ));
-            }
-        }
-        let (done, part) = paths(state, &sha);
-        if let Ok(m) = std::fs::metadata(&done) {
-            return Ok((StatusCode::OK, offset_header(m.len())).into_response());
-        }
-        std::fs::create_dir_all(part.parent().expect("in media/"))
-            .map_err(|e| ServerError::Startup(format!("media directory: {e}")))?;
-        let held = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        if held != offset {
-            // Another attempt got further, or a lost chunk: the client asks again.
-            return Ok((StatusCode::CONFLICT, offset_header(held)).into_response());
-        }
-        let io = |e: std::io::Error| ServerError::Startup(format!("media: {e}"));
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&part)
-            .map_err(io)?;
-        f.write_all(&body).map_err(io)?;
-        f.sync_data().map_err(io)?;
-        let held = offset + body.len() as u64;
-        if held < total {
-            return Ok((StatusCode::NO_CONTENT, offset_header(held)).into_response());
-        }
-        let bytes = std::fs::read(&part).map_err(io)?;
-        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        if digest != sha {
-            let _ = std::fs::remove_file(&part);
-            return Err(ServerError::BadRequest(
-                "the bytes do not hash to the name they were sent under; send them again".into(),
-            ));
-        }
-        let options = PhotoOptions {
-            max_file_bytes: MAX_PHOTO as usize,
-            ..PhotoOptions::default()
-        };
-        let clean = match curbside_core::photo::clean_upload(&bytes, &options) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(ServerError::BadRequest(format!("photo: {e}")));
-            }
-        };
-        // Written whole, then renamed: a reader never sees half a photo.
-        let tmp = part.with_extension("tmp");
-        std::fs::write(&tmp, &clean).map_err(io)?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, &done).map_err(io)?;
+    // Checked when an upload starts; later chunks continue a file that exists only because a
+    // start passed, and the hash is checked at the end whoever sent them.
+    if offset == 0
+        && !state
+            .storage
+            .photo_scope(&sha)?
+            .iter()
+            .any(|r| scope::may_change(device, r))
+    {
+        return Err(ServerError::Forbidden(
+            "no request this device may change refers to that photo: sync its request first".into(),
+        ));
+    }
+    let (done, part) = paths(state, &sha);
+    if let Ok(m) = std::fs::metadata(&done) {
+        return Ok(Chunk::Taken {
+            held: m.len(),
+            complete: true,
+        });
+    }
+    std::fs::create_dir_all(part.parent().expect("in media/"))?;
+    let held = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if held != offset {
+        // Another attempt got further, or a lost chunk: the client asks again.
+        return Ok(Chunk::Moved { held });
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&part)?;
+    f.write_all(body)?;
+    f.sync_data()?;
+    let held = offset + body.len() as u64;
+    if held < total {
+        return Ok(Chunk::Taken {
+            held,
+            complete: false,
+        });
+    }
+    let bytes = std::fs::read(&part)?;
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != sha {
         let _ = std::fs::remove_file(&part);
-        tracing::info!(bytes = clean.len(), "photo stored");
-        Ok((StatusCode::CREATED, offset_header(total)).into_response())
+        return Err(ServerError::BadRequest(
+            "the bytes do not hash to the name they were sent under; send them again".into(),
+        ));
+    }
+    let options = PhotoOptions {
+        max_file_bytes: MAX_PHOTO as usize,
+        ..PhotoOptions::default()
+    };
+    let clean = match curbside_core::photo::clean_upload(&bytes, &options) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(ServerError::BadRequest(format!("photo: {e}")));
+        }
+    };
+    // Written whole, then renamed: a reader never sees half a photo.
+    let tmp = part.with_extension("tmp");
+    std::fs::write(&tmp, &clean)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
+    std::fs::rename(&tmp, &done)?;
+    let _ = std::fs::remove_file(&part);
+    tracing::info!(bytes = clean.len(), "photo stored");
+    Ok(Chunk::Taken {
+        held: total,
+        complete: true,
+    })
+}
+
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+    Authed(device): Authed,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ServerError> {
+    let offset = header_u64(&headers, UPLOAD_OFFSET)?;
+    let total = header_u64(&headers, UPLOAD_LENGTH)?;
+    blocking(&state, move |state| {
+        Ok(
+            match photo_chunk(state, &device, &sha, offset, total, &body)? {
+                Chunk::Taken {
+                    held,
+                    complete: true,
+                } => (StatusCode::CREATED, offset_header(held)).into_response(),
+                Chunk::Taken { held, .. } => {
+                    (StatusCode::NO_CONTENT, offset_header(held)).into_response()
+                }
+                Chunk::Moved { held } => {
+                    (StatusCode::CONFLICT, offset_header(held)).into_response()
+                }
+            },
+        )
     })
     .await
 }

@@ -176,25 +176,15 @@ pub async fn not_found(uri: Uri) -> Response {
     ServerError::NotFound(format!("no such resource: {}", uri.path())).respond(format)
 }
 
-pub fn error_body(
-    format: Format,
-    status: StatusCode,
-    description: &str,
-    extra: &[(&str, Value)],
-) -> Response {
+/// An Open311 error array of one error object, in JSON or XML.
+pub fn error_body(format: Format, status: StatusCode, error: &Value) -> Response {
     let body = match format {
-        Format::Json => {
-            let mut error = json!({ "code": status.as_u16(), "description": description });
-            for (k, v) in extra {
-                error[*k] = v.clone();
-            }
-            return (status, json_body(&json!([error]))).into_response();
-        }
+        Format::Json => return (status, json_body(&json!([error]))).into_response(),
         Format::Xml => {
             let mut x = Xml::new("errors");
             x.open("error");
             x.leaf("code", &status.as_u16().to_string());
-            x.leaf("description", description);
+            x.leaf("description", error["description"].as_str().unwrap_or(""));
             x.close("error");
             x.finish()
         }

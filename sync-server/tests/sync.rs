@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use curbside_core::sync::Change;
+use curbside_core::vocab::{ChangeId, ReplicaId};
+use curbside_core::{Clock, SystemClock};
 use curbside_core::{DraftEdit, Location, LocationSource, Store};
 use curbside_server::{app, AppState, Config};
 use serde_json::{json, Value};
@@ -76,15 +78,25 @@ fn phone_report(dir: &std::path::Path, lat: f64, lon: f64) -> (String, Vec<Chang
     (id, curbside_core::sync::log::all_changes(&conn).unwrap())
 }
 
+/// The same edit, as if another replica had made it.
+fn by(replica: &str, counter: u64, c: &Change) -> Change {
+    Change {
+        id: ChangeId {
+            replica: ReplicaId::parse(replica).unwrap(),
+            counter,
+        },
+        ..c.clone()
+    }
+}
+
 #[tokio::test]
 async fn a_pushed_report_gets_one_public_id_however_often_it_is_resent() {
     let dir = tempfile::tempdir().unwrap();
     let server = state(&dir.path().join("server"));
     let resident = register(&server, json!({})).await;
     let (id, changes) = phone_report(dir.path(), 43.6534, -79.3841);
-    let push =
-        json!({"changes": changes, "client_time_ms": curbside_core::clock::now_ms() - 86_400_000})
-            .to_string();
+    let push = json!({"changes": changes, "client_time_ms": SystemClock.now_ms() - 86_400_000})
+        .to_string();
 
     let (status, first) = post(&server, "/v1/sync", Some(&resident), &push).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -181,9 +193,7 @@ async fn scope_tokens_and_bad_input_are_enforced() {
     }
 
     // Another resident may not change it; the ward's inspector may.
-    let mut edit = changes[1].clone();
-    edit.id = "someone:1".into();
-    edit.replica = "someone".into();
+    let edit = by("someone", 1, &changes[1]);
     let body = json!({"changes": [edit]}).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&other), &body).await.0,
@@ -207,14 +217,9 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         assert!(v[0]["description"].as_str().is_some_and(|d| !d.is_empty()), "an Open311 error array: {v}");
     }
     // A far-future stamp in a batch: refused whole, the good change in it included.
-    let mut future = changes[1].clone();
-    future.id = "phone:99".into();
-    future.replica = "phone".into();
-    future.hlc =
-        curbside_core::sync::Hlc::new((curbside_core::clock::now_ms() + 86_400_000) as u64, 0);
-    let mut good = changes[1].clone();
-    good.id = "phone:98".into();
-    good.replica = "phone".into();
+    let mut future = by("phone", 99, &changes[1]);
+    future.hlc = curbside_core::sync::Hlc::new((SystemClock.now_ms() + 86_400_000) as u64, 0);
+    let good = by("phone", 98, &changes[1]);
     let (status, v) = post(
         &server,
         "/v1/sync",

@@ -36,7 +36,7 @@ fn main() {
     }
     let requests: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let dir = tempfile::tempdir().unwrap();
-    let base = curbside_core::clock::system_ms() as u64 - 86_400_000;
+    let base = curbside_core::Clock::now_ms(&curbside_core::SystemClock) as u64 - 86_400_000;
 
     // 1. Applying 100,000 pulled changes.
     let changes: Vec<Change> = (0..100_000 / CHANGES_PER_REQUEST)
@@ -51,7 +51,8 @@ fn main() {
     let mut raw = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap();
     raw.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .unwrap();
-    raw.execute_batch(curbside_core::sync::log::SCHEMA).unwrap();
+    raw.execute_batch(curbside_core::sync::schema::LOG_V4)
+        .unwrap();
     // The peer knows every number in memory and inserts rows, names and all, directly.
     let t = Instant::now();
     let mut seq = 0i64;
@@ -75,9 +76,9 @@ fn main() {
                 .iter()
                 .map(|c| {
                     (
-                        number(0, "sync_requests", "id", &c.request_id),
-                        number(1, "sync_replicas", "id", &c.replica),
-                        number(2, "sync_fields", "name", &c.field),
+                        number(0, "sync_requests", "id", &c.request_id.to_string()),
+                        number(1, "sync_replicas", "id", c.replica().as_str()),
+                        number(2, "sync_fields", "name", &c.field().name()),
                     )
                 })
                 .collect();
@@ -92,7 +93,7 @@ fn main() {
                 stmt.execute(rusqlite::params![
                     request,
                     replica,
-                    c.counter().unwrap() as i64,
+                    c.id.counter as i64,
                     field,
                     c.value.to_string(),
                     c.hlc.0 as i64,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curbside_core::sync::{Change, Hlc};
+use curbside_core::sync::{Change, WireChange};
 use curbside_core::{RetryPolicy, SyncOptions};
 use curbside_server::{AppState, Config};
 use serde_json::json;
@@ -120,14 +120,17 @@ pub fn request_changes(i: usize, replica: &str, base_ms: u64) -> Vec<Change> {
     values
         .into_iter()
         .enumerate()
-        .map(|(k, (field, value))| Change {
-            id: format!("{replica}:{}", i * CHANGES_PER_REQUEST + k + 1),
-            request_id: id.clone(),
-            field: field.into(),
-            value,
-            hlc: Hlc::new(base_ms + i as u64, k as u16),
-            replica: replica.into(),
-            replaced: None,
+        .map(|(k, (field, value))| {
+            Change::try_from(WireChange {
+                id: format!("{replica}:{}", i * CHANGES_PER_REQUEST + k + 1),
+                request_id: id.clone(),
+                field: field.into(),
+                value,
+                hlc: curbside_core::sync::Hlc::new(base_ms + i as u64, k as u16).0,
+                replica: replica.into(),
+                replaced: None,
+            })
+            .expect("a well-formed change")
         })
         .collect()
 }
@@ -141,7 +144,7 @@ pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> 
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let cs = request_changes(i, replica, base_ms);
-        curbside_core::sync::log::apply(&tx, &cs, curbside_core::clock::system_ms()).unwrap();
+        curbside_core::sync::log::apply(&tx, &cs, server.state.clock.now_ms()).unwrap();
         tx.execute(
             "INSERT INTO requests (request_id, service_request_id, created_by, ward, created_at, lat, lon, status)
              VALUES (?1, ?2, 'seed', '10', ?3, ?4, ?5, 'in_progress')",
@@ -149,12 +152,12 @@ pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> 
                 cs[0].request_id,
                 100_001 + i as i64,
                 base_ms as i64,
-                cs[4].value["lat"].as_f64(),
-                cs[4].value["lon"].as_f64()
+                cs[4].value.to_json()["lat"].as_f64(),
+                cs[4].value.to_json()["lon"].as_f64()
             ],
         )
         .unwrap();
-        ids.push(cs[0].request_id.clone());
+        ids.push(cs[0].request_id.to_string());
     }
     tx.commit().unwrap();
     ids

@@ -111,7 +111,7 @@ fn report(store: &Store, lat: f64, lon: f64, text: &str) -> String {
 /// The server's own view of a request, read from its SQLite file with the core's merge code.
 fn server_doc(server: &Server, id: &str) -> Document {
     let conn = rusqlite::Connection::open(server.data.join("curbside-server.sqlite")).unwrap();
-    curbside_core::sync::document(&conn, id).unwrap()
+    curbside_core::sync::document(&conn, &curbside_core::RequestId::parse(id).unwrap()).unwrap()
 }
 
 fn changes(doc: &Document) -> Vec<Change> {
@@ -119,7 +119,7 @@ fn changes(doc: &Document) -> Vec<Change> {
 }
 
 fn internal(c: &Change) -> bool {
-    curbside_core::sync::change::is_internal_note(&c.field, &c.value)
+    c.value.is_internal_note()
 }
 
 #[test]
@@ -294,21 +294,19 @@ fn scenario(seed: u64) {
         assert_eq!(theirs.fields, truth.fields, "reporter's fields of {id}");
         // And the reporter's app shows the city's number, status and note.
         let draft = owner.draft(id).unwrap();
-        let number = truth.fields["service_request_id"].as_str().unwrap();
-        assert_eq!(draft.service_request_id.as_deref(), Some(number));
-        let status = truth
-            .fields
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("accepted");
-        assert_eq!(draft.state.as_str(), status, "state of {id}");
-        if status != "accepted" {
+        assert_eq!(
+            draft.service_request_id.as_deref(),
+            truth.service_request_id()
+        );
+        let status = truth.status().unwrap_or(curbside_core::Status::Accepted);
+        assert_eq!(draft.state, status.into(), "state of {id}");
+        if status != curbside_core::Status::Accepted {
             let note = truth
                 .notes
                 .iter()
                 .rev()
-                .find(|n| n["status"].as_str() == Some(status))
-                .and_then(|n| n["text"].as_str());
+                .find(|n| n.status == Some(status))
+                .map(|n| n.text.as_str());
             assert_eq!(draft.status_notes.as_deref(), note);
         }
     }
@@ -341,8 +339,10 @@ fn scenario(seed: u64) {
     for id in &ana_ids {
         if let Ok(doc) = ben.request(id) {
             assert!(doc.history.iter().all(|h| !matches!(
-                h.change.field.as_str(),
-                "contact" | "assignee" | "priority"
+                h.change.field(),
+                curbside_core::Field::Contact
+                    | curbside_core::Field::Assignee
+                    | curbside_core::Field::Priority
             ) && !internal(&h.change)));
         }
     }

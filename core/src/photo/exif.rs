@@ -5,7 +5,7 @@
 use exif::{In, Reader, Tag, Value};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
-use crate::geo::{Location, LocationSource};
+use crate::vocab::{Location, LocationSource};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExifFacts {

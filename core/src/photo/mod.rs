@@ -8,7 +8,6 @@
 
 mod exif;
 mod pixels;
-pub(crate) mod storage;
 
 use std::fmt;
 use std::time::Duration;
@@ -17,10 +16,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::geo::Location;
+use crate::vocab::Location;
 
 pub use exif::ExifFacts;
-pub use storage::{AttachedPhoto, PhotoInfo};
 
 use pixels::{fit, Rgb};
 

@@ -1,11 +1,12 @@
-//! The device's store: one SQLite file in WAL mode behind one writer connection. Opening checks
-//! that the file is ours and not from a newer app before anything is written to it, then brings
-//! the schema up to date step by step.
+//! The device's store: one SQLite file in WAL mode, with one writer connection and a few
+//! readers, so a list on the UI thread never waits for a sync applying a large pull. Opening
+//! checks that the file is ours and not from a newer app before anything is written to it, then
+//! climbs the migration ladder. The store is given its clock and its source of ids.
 
-mod remote;
 pub mod schema;
+mod sync;
 
-pub use remote::{Progress, Registration, SyncOptions, SyncReport};
+pub use sync::Registration;
 
 use std::fs::File;
 use std::io::Read;
@@ -15,16 +16,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::catalog::{self, Catalog, DefinitionCache, Service, ServiceDefinition};
-use crate::draft::{self, Draft, DraftEdit, DraftSummary, State};
 use crate::error::{Error, Result};
-use crate::geo::{
-    Jurisdiction, KnownRequest, Location, NearbyHit, NearbyIndex, NearbyParams, Ward,
+use crate::geo::{Jurisdiction, KnownRequest, NearbyHit, NearbyIndex, NearbyParams, Ward};
+use crate::photo::{self, PhotoOptions};
+use crate::request::{self, known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Env, PhotoInfo};
+use crate::sql;
+use crate::vocab::{
+    Clock, Entropy, IdSource, Location, OsEntropy, Problem, RequestId, State, SystemClock,
 };
-use crate::known;
-use crate::photo::{self, AttachedPhoto, PhotoInfo, PhotoOptions};
 
 /// `PRAGMA application_id`: marks a file as Curbside's ("CURB").
 const APPLICATION_ID: i32 = 0x4355_5242;
+/// Idle reader connections kept open.
+const READERS: usize = 4;
 
 /// How hard a commit works to survive power loss. Both survive the app being killed at any
 /// moment: a commit is in the WAL before `commit` returns.
@@ -38,8 +42,30 @@ pub enum Durability {
     Full,
 }
 
+/// How a store is opened: its durability, and the world it reads time and ids from.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Normal,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+        }
+    }
+}
+
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    /// Idle reader connections; more are opened when all are busy.
+    readers: Mutex<Vec<Connection>>,
+    clock: Arc<dyn Clock>,
+    ids: IdSource,
     definitions: DefinitionCache,
     photo_options: PhotoOptions,
     /// Loaded on first use: most app starts never need the ward polygons.
@@ -50,13 +76,27 @@ pub struct Store {
     path: PathBuf,
 }
 
+fn id_of(id: &str) -> Result<RequestId> {
+    Ok(RequestId::parse(id)?)
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`. A new store starts with the Toronto catalogue.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(path, Durability::default())
+        Store::open_with_options(path, Options::default())
     }
 
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Store> {
+        Store::open_with_options(
+            path,
+            Options {
+                durability,
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn open_with_options(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         check_header(&path)?;
         let conn = Connection::open_with_flags(
@@ -101,7 +141,7 @@ impl Store {
              PRAGMA synchronous = {};
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;",
-            match durability {
+            match options.durability {
                 Durability::Normal => "NORMAL",
                 Durability::Full => "FULL",
             }
@@ -112,24 +152,22 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Another process may have initialised the file while we waited for the lock.
             let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            sql::climb(&tx, version, &schema::LADDER)?;
             if version == 0 {
-                tx.execute_batch(schema::CURRENT)?;
-                tx.execute_batch(crate::sync::log::SCHEMA)?;
                 tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
-                catalog::replace(&tx, &Catalog::toronto())?;
-            } else {
-                for v in version..schema::VERSION {
-                    schema::upgrade_from(&tx, v)?;
-                }
+                catalog::replace(&tx, &Catalog::toronto(), options.clock.now_ms())?;
             }
-            tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))?;
+            crate::sync::log::init_replica(&tx, &*options.entropy)?;
             // Photo bytes whose link did not survive (an older build's crash, a hand edit).
-            photo::storage::remove_orphans(&tx)?;
+            request::remove_orphans(&tx)?;
             tx.commit()?;
         }
-        keep_statements_prepared(&conn)?;
+        sql::keep_statements_prepared(&conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            clock: options.clock,
+            ids: IdSource::new(options.entropy),
             definitions: DefinitionCache::default(),
             photo_options: PhotoOptions::default(),
             jurisdiction: OnceLock::new(),
@@ -143,23 +181,58 @@ impl Store {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done write: the transaction was
-        // rolled back when it unwound. The connection itself is still good.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The store's clock (milliseconds since 1970).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
-    /// Runs `f` in one immediate transaction and commits it, or rolls everything back.
+    fn env(&self) -> Env<'_> {
+        Env {
+            now_ms: self.clock.now_ms(),
+            ids: &self.ids,
+        }
+    }
+
+    /// Runs `f` in one immediate transaction on the writer and commits it, or rolls everything
+    /// back.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
+        // A panic while holding the lock cannot leave a half-done write: the transaction was
+        // rolled back when it unwound. The connection itself is still good.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
     }
 
+    /// Runs `f` on a reader connection: it sees the last commit and never waits for the writer.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&self.conn())
+        let idle = self.pool().pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        let value = f(&conn);
+        let mut pool = self.pool();
+        if pool.len() < READERS {
+            pool.push(conn);
+        }
+        value
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(&self.path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        sql::keep_statements_prepared(&conn)?;
+        Ok(conn)
     }
 
     // ---- catalogue ----
@@ -167,7 +240,8 @@ impl Store {
     /// Replaces the catalogue. Drafts keep their service code; a draft whose service has gone
     /// shows `service_name: None` and fails validation with `ServiceGone`.
     pub fn import_catalog(&self, catalog: &Catalog) -> Result<()> {
-        self.write(|tx| catalog::replace(tx, catalog))
+        let now = self.now_ms();
+        self.write(|tx| catalog::replace(tx, catalog, now))
     }
 
     pub fn services(&self) -> Result<Vec<Service>> {
@@ -189,51 +263,56 @@ impl Store {
 
     /// Creates a draft (UUIDv7 id) with `edit` applied; all or nothing.
     pub fn create_draft(&self, service_code: &str, edit: &DraftEdit) -> Result<String> {
-        self.write(|tx| draft::create(tx, &self.definitions, service_code, edit))
+        let env = self.env();
+        let id =
+            self.write(|tx| request::create(tx, &self.definitions, env, service_code, edit))?;
+        Ok(id.to_string())
     }
 
     pub fn edit_draft(&self, id: &str, edit: &DraftEdit) -> Result<()> {
-        self.write(|tx| draft::edit(tx, &self.definitions, id, edit))
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::edit(tx, &self.definitions, env, &id, edit))
     }
 
     pub fn draft(&self, id: &str) -> Result<Draft> {
-        self.read(|c| draft::get(c, id))
+        let id = id_of(id)?;
+        self.read(|c| request::get(c, &id))
     }
 
     /// Newest first; `state` filters.
     pub fn drafts(&self, state: Option<State>, limit: u32) -> Result<Vec<DraftSummary>> {
-        self.read(|c| draft::list(c, state, limit))
+        self.read(|c| request::list(c, state, limit))
     }
 
     /// Every problem that would stop the draft from being queued (empty when it is ready).
-    pub fn validate_draft(&self, id: &str) -> Result<Vec<draft::Problem>> {
+    pub fn validate_draft(&self, id: &str) -> Result<Vec<Problem>> {
+        let id = id_of(id)?;
         self.read(|c| {
-            let d = draft::get(c, id)?;
+            let d = request::get(c, &id)?;
             let def = self.definitions.get(c, &d.service_code)?;
-            Ok(draft::validate(&d, def.as_deref()))
+            Ok(request::validate(&d, def.as_deref()))
         })
     }
 
     /// Validates and queues the draft; on failure returns `Error::Invalid` with every problem.
     pub fn submit_draft(&self, id: &str) -> Result<()> {
+        let (id, env) = (id_of(id)?, self.env());
         let jurisdiction = self.jurisdiction();
-        self.write(|tx| draft::submit(tx, &self.definitions, &jurisdiction, id))?;
-        self.reindex(id)
+        self.write(|tx| request::submit(tx, &self.definitions, &jurisdiction, env, &id))?;
+        self.reindex(&id)
     }
 
     /// Takes a queued request back to a draft so it can be edited.
     pub fn withdraw_draft(&self, id: &str) -> Result<()> {
-        self.write(|tx| draft::transition(tx, id, &[State::Queued], State::Draft, None, "withdraw"))
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::withdraw(tx, env, &id))
     }
 
     /// Deletes the request and frees the bytes of photos no other request uses.
     pub fn delete_draft(&self, id: &str) -> Result<()> {
-        self.write(|tx| {
-            draft::delete(tx, id)?;
-            photo::storage::remove_orphans(tx)?;
-            Ok(())
-        })?;
-        self.reindex(id)
+        let id = id_of(id)?;
+        self.write(|tx| request::delete(tx, &id))?;
+        self.reindex(&id)
     }
 
     // ---- photos ----
@@ -251,57 +330,74 @@ impl Store {
     /// The draft takes the photo's GPS fix as its location when it has none. The work on the
     /// pixels happens before the store is locked; the write is one transaction.
     pub fn attach_photo(&self, id: &str, bytes: &[u8]) -> Result<AttachedPhoto> {
-        let id = draft::parse_id(id)?;
+        let id = id_of(id)?;
         let processed = photo::process(bytes, &self.photo_options)?;
-        self.write(|tx| photo::storage::attach(tx, &id, &processed, &self.photo_options))
+        let env = self.env();
+        self.write(|tx| request::attach_photo(tx, env, &id, &processed, &self.photo_options))
     }
 
     pub fn detach_photo(&self, id: &str, sha256: &str) -> Result<()> {
-        let id = draft::parse_id(id)?;
-        self.write(|tx| photo::storage::detach(tx, &id, sha256.trim()))
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::detach_photo(tx, env, &id, sha256.trim()))
     }
 
     pub fn photos(&self, id: &str) -> Result<Vec<PhotoInfo>> {
-        let id = draft::parse_id(id)?;
-        self.read(|c| photo::storage::list(c, &id))
+        let id = id_of(id)?;
+        self.read(|c| request::photos(c, &id))
     }
 
     /// The processed JPEG of a stored photo.
     pub fn photo_jpeg(&self, sha256: &str) -> Result<Vec<u8>> {
-        self.read(|c| photo::storage::bytes(c, sha256, false))
+        self.read(|c| request::photo_bytes(c, sha256, false))
     }
 
     pub fn photo_thumbnail(&self, sha256: &str) -> Result<Vec<u8>> {
-        self.read(|c| photo::storage::bytes(c, sha256, true))
+        self.read(|c| request::photo_bytes(c, sha256, true))
     }
+
+    // ---- the lifecycle, told by a channel other than sync ----
 
     /// The request was handed to the server.
     pub fn mark_sent(&self, id: &str) -> Result<()> {
-        self.write(|tx| draft::transition(tx, id, &[State::Queued], State::Sent, None, "send"))
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::mark_sent(tx, env, &id))
     }
 
     /// The server refused the request: it goes back to a draft with the reason in its history.
     pub fn mark_rejected(&self, id: &str, reason: &str) -> Result<()> {
+        let (id, env) = (id_of(id)?, self.env());
         self.write(|tx| {
-            draft::transition(
-                tx,
-                id,
-                &[State::Queued, State::Sent],
-                State::Draft,
-                Some(reason),
-                "reject",
-            )
+            match request::lifecycle_of(tx, &id)? {
+                None => return Err(Error::no_request(id)),
+                Some((l, s))
+                    if !matches!(
+                        l,
+                        crate::vocab::Lifecycle::Queued | crate::vocab::Lifecycle::Sent
+                    ) =>
+                {
+                    return Err(Error::WrongState {
+                        id,
+                        state: State::of(l, s),
+                        action: "reject",
+                    })
+                }
+                _ => {}
+            }
+            request::reject(tx, env, &id, reason)
         })?;
-        self.reindex(id)
+        self.reindex(&id)
     }
 
     pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
-        self.write(|tx| draft::accept(tx, id, service_request_id))
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::accept(tx, env, &id, service_request_id, env.now_ms))
     }
 
+    /// A status of the city's learned outside sync (an Open311 server polled), with its note.
     pub fn apply_server_status(&self, id: &str, status: State, note: Option<&str>) -> Result<()> {
-        self.write(|tx| draft::server_status(tx, id, status, note))?;
-        self.reindex(id)
+        let (id, env) = (id_of(id)?, self.env());
+        self.write(|tx| request::learned_status(tx, env, &id, status, note))?;
+        self.reindex(&id)
     }
 
     // ---- location ----
@@ -326,9 +422,11 @@ impl Store {
         Ok(self.jurisdiction().ward_at(lat, lon)?.clone())
     }
 
-    /// Adds or updates requests synced in from the server; closed ones leave the duplicate check.
+    /// Adds or updates requests known from elsewhere (an Open311 `requests.json`); closed ones
+    /// leave the duplicate check.
     pub fn cache_requests(&self, requests: &[KnownRequest]) -> Result<()> {
-        self.write(|tx| known::upsert(tx, requests))?;
+        let now = self.now_ms();
+        self.write(|tx| known::upsert(tx, requests, now))?;
         if let Some(index) = self.nearby_index().as_mut() {
             for r in requests {
                 index.upsert(r.clone());
@@ -351,7 +449,7 @@ impl Store {
         }
         let mut guard = self.nearby_index();
         if guard.is_none() {
-            let (own, synced) = self.read(|c| Ok((draft::all_known(c)?, known::all(c)?)))?;
+            let (own, synced) = self.read(|c| Ok((request::all_known(c)?, known::all(c)?)))?;
             *guard = Some(NearbyIndex::build(
                 self.origin_lat(),
                 own.into_iter().chain(synced),
@@ -361,7 +459,7 @@ impl Store {
         Ok(index.query(
             service_code.trim(),
             at,
-            crate::clock::now_ms(),
+            self.now_ms(),
             &self.nearby_params,
             exclude,
         ))
@@ -377,15 +475,32 @@ impl Store {
     }
 
     /// Brings one of the user's requests up to date in the duplicate index, if it is built.
-    fn reindex(&self, id: &str) -> Result<()> {
-        let mut guard = self.nearby_index();
-        let Some(index) = guard.as_mut() else {
+    fn reindex(&self, id: &RequestId) -> Result<()> {
+        if self.nearby_index().is_none() {
             return Ok(());
-        };
-        let id = draft::parse_id(id)?;
-        match self.read(|c| draft::as_known(c, &id))? {
-            Some(k) => index.upsert(k),
-            None => index.remove(&id),
+        }
+        let known = self.read(|c| request::as_known(c, id))?;
+        if let Some(index) = self.nearby_index().as_mut() {
+            match known {
+                Some(k) => index.upsert(k),
+                None => index.remove(&id.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    fn reindex_touched(&self, touched: request::Touched) -> Result<()> {
+        for id in &touched.own {
+            self.reindex(id)?;
+        }
+        if let Some(index) = self.nearby_index().as_mut() {
+            for k in touched.known {
+                if k.open {
+                    index.upsert(k);
+                } else {
+                    index.remove(&k.id);
+                }
+            }
         }
         Ok(())
     }
@@ -441,17 +556,4 @@ fn classify(path: &Path, e: rusqlite::Error) -> Error {
         },
         _ => Error::Sqlite(e),
     }
-}
-
-/// Keeps a connection's cached statements prepared between calls. The draft and sync paths use
-/// a few dozen distinct statements. Without the planner stability guarantee, SQLite (built
-/// with STAT4) expires a cached statement each time its bindings are cleared and parses it
-/// again on the next call. The server's connection needs the same.
-pub fn keep_statements_prepared(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.set_prepared_statement_cache_capacity(64);
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
-    Ok(())
 }

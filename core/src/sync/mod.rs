@@ -1,22 +1,29 @@
 //! Conflict-free replication of service requests (DESIGN.md, "The service request as a
-//! replicated document"): a hybrid logical clock per replica, a log of per-field changes, and
-//! merge rules under which every replica holding the same changes holds the same request.
+//! replicated document"), in layers:
 //!
-//! - set once (`create` at creation, `service_request_id` by the server): never changes;
-//! - last-writer-wins registers per field (`description`, `attr:CODE`, `location`, `address`,
-//!   `status`, `priority`, `assignee`, `expected_at`, `visibility`, `contact`), by (stamp, replica);
-//! - grow-only sets (`note`, `photo`) whose removals (`note_retract`, `photo_remove`) win;
-//! - each register write carries the stamp it replaced, so concurrent writes are flagged in the
-//!   history for a person, while the merge still picks one deterministically.
+//! - [`clock`]: the hybrid logical clock every change is stamped with;
+//! - [`change`]: a typed change and its wire form;
+//! - [`merge`]: the merge rules, a pure function of a set of changes;
+//! - [`schema`] and [`log`]: the change log's tables and their storage, in a device's store and
+//!   in the server's file alike;
+//! - [`protocol`], [`transport`], [`engine`]: the sync protocol's messages, how a server is
+//!   reached, and the rounds that push and pull — with no HTTP in them. [`http`] (feature
+//!   `client`) is the HTTP transport.
 
 pub mod change;
-pub mod client;
 pub mod clock;
+pub mod engine;
+#[cfg(feature = "client")]
+pub mod http;
 pub mod log;
-pub(crate) mod materialize;
+pub mod merge;
 pub mod protocol;
+pub mod schema;
+pub mod transport;
 
-pub use change::{Change, ChangeError, Kind};
-pub use client::{CancelToken, RetryPolicy};
+pub use change::{Change, ChangeError, WireChange};
 pub use clock::{Clock, Hlc};
-pub use log::{apply, document, local_change, ApplyReport, Document, HistoryItem};
+pub use engine::{CancelToken, Progress, RetryPolicy, SyncOptions, SyncReport};
+pub use log::{apply, document, ApplyReport};
+pub use merge::{Document, HistoryItem};
+pub use transport::{Refusal, Transport};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::change::Change;
+use crate::vocab::{ReplicaId, RequestId};
 
 /// Changes one push may carry.
 pub const MAX_PUSH: usize = 1_000;
@@ -22,6 +23,14 @@ impl Role {
         match self {
             Role::Resident => "resident",
             Role::Inspector => "inspector",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "resident" => Some(Role::Resident),
+            "inspector" => Some(Role::Inspector),
+            _ => None,
         }
     }
 }
@@ -47,17 +56,18 @@ pub struct Registered {
     pub wards: Vec<String>,
 }
 
-/// `POST /v1/sync`: push pending changes, pull a page of the device's scope.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SyncRequest {
+/// `POST /v1/sync`: push pending changes, pull a page of the device's scope. A server reads the
+/// changes as [`super::change::WireChange`]s, to refuse a bad one with its request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRequest<C = Change> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    #[serde(default)]
-    pub changes: Vec<Change>,
+    #[serde(default = "Vec::new")]
+    pub changes: Vec<C>,
     /// This replica's id, when it holds every change it made: the server leaves them out of
     /// the pull. Not sent on a first or full sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
+    pub replica: Option<ReplicaId>,
     /// The device's wall clock when it sent this, for the server's offset estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_time_ms: Option<i64>,
@@ -65,13 +75,13 @@ pub struct SyncRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assigned {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub service_request_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncResponse {
-    /// The pushed changes, all now held by the server (new or seen before), by id.
+    /// How many pushed changes the server now holds (new or seen before): all of them.
     pub accepted: Vec<String>,
     /// The public number of every request the push touched.
     pub assigned: Vec<Assigned>,
@@ -98,3 +108,19 @@ pub const MEDIA: &str = "/v1/media";
 pub const UPLOAD_OFFSET: &str = "upload-offset";
 /// Request header on PATCH: the photo's full size.
 pub const UPLOAD_LENGTH: &str = "upload-length";
+
+impl<C> Default for SyncRequest<C> {
+    fn default() -> Self {
+        SyncRequest {
+            cursor: None,
+            changes: Vec::new(),
+            replica: None,
+            client_time_ms: None,
+        }
+    }
+}
+
+/// `POST {DEVICES}`: register an install.
+pub const DEVICES: &str = "/v1/devices";
+/// `POST {SYNC}`: push and pull.
+pub const SYNC: &str = "/v1/sync";

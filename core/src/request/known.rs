@@ -6,14 +6,14 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::geo::{KnownRequest, Location, LocationSource};
+use crate::geo::KnownRequest;
+use crate::vocab::{Location, LocationSource};
 
 /// Requests read from an Open311 `requests.json`, whose ids are the city's numbers.
-pub(crate) fn upsert(tx: &Transaction, requests: &[KnownRequest]) -> Result<()> {
+pub(crate) fn upsert(tx: &Transaction, requests: &[KnownRequest], now_ms: i64) -> Result<()> {
     for r in requests {
-        upsert_one(tx, r, Some(&r.id))?;
+        upsert_one(tx, r, Some(&r.id), now_ms)?;
     }
     Ok(())
 }
@@ -23,6 +23,7 @@ pub(crate) fn upsert_one(
     tx: &Transaction,
     r: &KnownRequest,
     service_request_id: Option<&str>,
+    now_ms: i64,
 ) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO known_requests (id, service_request_id, service_code, open, lat, lon, accuracy,
@@ -43,7 +44,7 @@ pub(crate) fn upsert_one(
         r.lon,
         r.accuracy_m,
         r.created_at_ms,
-        now_ms()
+        now_ms
     ])?;
     Ok(())
 }

@@ -2,81 +2,13 @@
 //! once, each against the Open311 parameter a UI would show it next to (`description`,
 //! `attribute[CODE]`, `location`, `email`, …).
 
-use std::fmt;
-
-use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::catalog::{Attribute, Datatype, ServiceDefinition};
-
 use super::Draft;
-
-/// Open311's limit on `description`.
-pub const MAX_DESCRIPTION_CHARS: usize = 4_000;
-/// A `string` attribute is one line; `text` may be longer but is still bounded.
-pub const MAX_STRING_CHARS: usize = 200;
-pub const MAX_TEXT_CHARS: usize = 4_000;
-pub(crate) const MAX_CONTACT_CHARS: usize = 200;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    Required,
-    TooLong,
-    NotANumber,
-    NotADatetime,
-    NotInList,
-    OneValueOnly,
-    UnknownAttribute,
-    NotAnInput,
-    OutOfRange,
-    ServiceGone,
-    Malformed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// The Open311 name of the field: `service_code`, `description`, `attribute[CODE]`,
-    /// `location`, `address_string`, `email`, `phone`, `first_name`, `last_name`.
-    pub field: String,
-    pub kind: ProblemKind,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(field: impl Into<String>, kind: ProblemKind, message: impl Into<String>) -> Self {
-        Problem {
-            field: field.into(),
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub fn attribute_field(code: &str) -> String {
-        format!("attribute[{code}]")
-    }
-
-    pub(crate) fn summary(problems: &[Problem]) -> String {
-        let parts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        match parts.len() {
-            1 => parts[0].clone(),
-            n => format!("{n} problems: {}", parts.join("; ")),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// Counts characters without walking a huge string: anything over `max` bytes may still fit
-/// (multi-byte characters), anything over `4 * max` bytes cannot.
-pub(crate) fn too_long(s: &str, max: usize) -> bool {
-    s.len() > max && (s.len() > 4 * max || s.chars().count() > max)
-}
+use crate::catalog::{Attribute, Datatype, ServiceDefinition};
+use crate::vocab::limits::{too_long, MAX_DESCRIPTION_CHARS, MAX_STRING_CHARS, MAX_TEXT_CHARS};
+use crate::vocab::{Problem, ProblemKind};
 
 pub(crate) fn check_description(description: &str) -> Option<Problem> {
     too_long(description, MAX_DESCRIPTION_CHARS).then(|| {

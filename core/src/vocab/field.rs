@@ -1,0 +1,520 @@
+//! The fields of a request and a typed value for each: what a change carries. [`Field::name`]
+//! and [`FieldValue::to_json`] / [`FieldValue::from_json`] are the one encoding of both, shared
+//! by the change log and the wire; nothing else spells a field's name.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::contact::Contact;
+use super::limits::{
+    too_long, MAX_ADDRESS_CHARS, MAX_ANSWER_BYTES, MAX_ANSWER_VALUES, MAX_ATTRIBUTE_CODE,
+    MAX_CONTACT_CHARS, MAX_DESCRIPTION_CHARS, MAX_MEMBER_ID, MAX_NOTE_CHARS,
+};
+use super::location::Location;
+use super::status::Status;
+
+/// A field of a request. `Attribute` is one field per attribute code.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    /// Set once, at creation: the service and who made it.
+    Create,
+    /// Set once, by the server: the public number.
+    ServiceRequestId,
+    Description,
+    Attribute(String),
+    Location,
+    Address,
+    Status,
+    Priority,
+    Assignee,
+    ExpectedAt,
+    Visibility,
+    Contact,
+    Note,
+    NoteRetract,
+    Photo,
+    PhotoRemove,
+}
+
+const ATTRIBUTE_PREFIX: &str = "attr:";
+
+impl Field {
+    /// The field's name in the change log and on the wire.
+    pub fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Field::Create => "create",
+            Field::ServiceRequestId => "service_request_id",
+            Field::Description => "description",
+            Field::Attribute(code) => return Cow::Owned(format!("{ATTRIBUTE_PREFIX}{code}")),
+            Field::Location => "location",
+            Field::Address => "address",
+            Field::Status => "status",
+            Field::Priority => "priority",
+            Field::Assignee => "assignee",
+            Field::ExpectedAt => "expected_at",
+            Field::Visibility => "visibility",
+            Field::Contact => "contact",
+            Field::Note => "note",
+            Field::NoteRetract => "note_retract",
+            Field::Photo => "photo",
+            Field::PhotoRemove => "photo_remove",
+        })
+    }
+
+    pub fn parse(name: &str) -> Option<Field> {
+        Some(match name {
+            "create" => Field::Create,
+            "service_request_id" => Field::ServiceRequestId,
+            "description" => Field::Description,
+            "location" => Field::Location,
+            "address" => Field::Address,
+            "status" => Field::Status,
+            "priority" => Field::Priority,
+            "assignee" => Field::Assignee,
+            "expected_at" => Field::ExpectedAt,
+            "visibility" => Field::Visibility,
+            "contact" => Field::Contact,
+            "note" => Field::Note,
+            "note_retract" => Field::NoteRetract,
+            "photo" => Field::Photo,
+            "photo_remove" => Field::PhotoRemove,
+            other => {
+                let code = other.strip_prefix(ATTRIBUTE_PREFIX)?;
+                if code.is_empty() || code.len() > MAX_ATTRIBUTE_CODE {
+                    return None;
+                }
+                Field::Attribute(code.to_string())
+            }
+        })
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.name())
+    }
+}
+
+/// The creation of a request: its service, when, by which replica, through which channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creation {
+    pub service_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// `app` for Curbside apps; other channels (Open311, phone) come with the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Priority> {
+        serde_json::from_value(Value::String(s.trim().to_ascii_lowercase())).ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+/// A note on a request: public (the reporter and nearby residents see it) or internal
+/// (inspectors only). A note written with a status change carries that status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: String,
+    pub author: String,
+    pub text: String,
+    pub public: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+/// A photo of a request, named by the SHA-256 of its processed JPEG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    pub sha256: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A field with its value: what one change sets, adds or removes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Create(Creation),
+    ServiceRequestId(String),
+    Description(String),
+    /// An attribute code and its answer; an empty answer clears it.
+    Attribute(String, Vec<String>),
+    Location(Option<Location>),
+    Address(Option<String>),
+    Status(Status),
+    Priority(Option<Priority>),
+    Assignee(Option<String>),
+    /// When the city expects to be done, in milliseconds since 1970.
+    ExpectedAt(Option<i64>),
+    Visibility(Visibility),
+    /// Empty for an anonymous report: no contact details are replicated at all.
+    Contact(Contact),
+    Note(Note),
+    /// The id of the note retracted.
+    NoteRetract(String),
+    Photo(PhotoRef),
+    /// The SHA-256 of the photo removed.
+    PhotoRemove(String),
+}
+
+/// The value as the wire writes it (JSON).
+impl fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_json(), f)
+    }
+}
+
+/// A value that is not one its field can hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    #[error("{field} {reason}")]
+    Bad { field: String, reason: String },
+}
+
+impl FieldValue {
+    pub fn field(&self) -> Field {
+        match self {
+            FieldValue::Create(_) => Field::Create,
+            FieldValue::ServiceRequestId(_) => Field::ServiceRequestId,
+            FieldValue::Description(_) => Field::Description,
+            FieldValue::Attribute(code, _) => Field::Attribute(code.clone()),
+            FieldValue::Location(_) => Field::Location,
+            FieldValue::Address(_) => Field::Address,
+            FieldValue::Status(_) => Field::Status,
+            FieldValue::Priority(_) => Field::Priority,
+            FieldValue::Assignee(_) => Field::Assignee,
+            FieldValue::ExpectedAt(_) => Field::ExpectedAt,
+            FieldValue::Visibility(_) => Field::Visibility,
+            FieldValue::Contact(_) => Field::Contact,
+            FieldValue::Note(_) => Field::Note,
+            FieldValue::NoteRetract(_) => Field::NoteRetract,
+            FieldValue::Photo(_) => Field::Photo,
+            FieldValue::PhotoRemove(_) => Field::PhotoRemove,
+        }
+    }
+
+    /// The id of the set member this value adds or removes (a note's id, a photo's hash).
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            FieldValue::Note(n) => Some(&n.id),
+            FieldValue::NoteRetract(id) => Some(id),
+            FieldValue::Photo(p) => Some(&p.sha256),
+            FieldValue::PhotoRemove(sha) => Some(sha),
+            _ => None,
+        }
+    }
+
+    /// A note only inspectors see.
+    pub fn is_internal_note(&self) -> bool {
+        matches!(self, FieldValue::Note(n) if !n.public)
+    }
+
+    /// What only the city writes: statuses, assignments, priorities, public numbers, expected
+    /// dates and internal notes. A resident's device neither makes nor may push these.
+    pub fn is_inspector_only(&self) -> bool {
+        matches!(
+            self,
+            FieldValue::Status(_)
+                | FieldValue::Assignee(_)
+                | FieldValue::Priority(_)
+                | FieldValue::ServiceRequestId(_)
+        ) || self.is_internal_note()
+    }
+
+    /// What anyone near a request may see of it: never contact details, assignees,
+    /// priorities, expected dates or internal notes.
+    pub fn is_public(&self) -> bool {
+        match self {
+            FieldValue::Create(_)
+            | FieldValue::ServiceRequestId(_)
+            | FieldValue::Description(_)
+            | FieldValue::Location(_)
+            | FieldValue::Address(_)
+            | FieldValue::Status(_)
+            | FieldValue::Visibility(_)
+            | FieldValue::Photo(_)
+            | FieldValue::PhotoRemove(_)
+            | FieldValue::NoteRetract(_) => true,
+            FieldValue::Note(n) => n.public,
+            _ => false,
+        }
+    }
+
+    /// The value as the change log and the wire carry it.
+    pub fn to_json(&self) -> Value {
+        let opt = |v: &Option<String>| v.as_ref().map_or(Value::Null, |s| json!(s));
+        match self {
+            FieldValue::Create(c) => json!(c),
+            FieldValue::ServiceRequestId(n) => json!(n),
+            FieldValue::Description(d) => json!(d),
+            FieldValue::Attribute(_, values) => json!(values),
+            FieldValue::Location(None) => Value::Null,
+            FieldValue::Location(Some(l)) => json!({
+                "lat": l.lat, "lon": l.lon, "accuracy_m": l.accuracy_m, "source": l.source,
+            }),
+            FieldValue::Address(a) | FieldValue::Assignee(a) => opt(a),
+            FieldValue::Status(s) => json!(s),
+            FieldValue::Priority(p) => json!(p),
+            FieldValue::ExpectedAt(t) => json!(t),
+            FieldValue::Visibility(v) => json!(v),
+            FieldValue::Contact(c) if c.is_empty() => json!({}),
+            FieldValue::Contact(c) => json!(c),
+            FieldValue::Note(n) => json!(n),
+            FieldValue::NoteRetract(id) => json!({ "id": id }),
+            FieldValue::Photo(p) => json!(p),
+            FieldValue::PhotoRemove(sha) => json!({ "sha256": sha }),
+        }
+    }
+
+    /// Reads and checks a value of `field` (shape and limits): nothing unchecked gets in.
+    pub fn from_json(field: &Field, v: Value) -> Result<FieldValue, ValueError> {
+        let bad = |reason: &str| ValueError::Bad {
+            field: field.name().into_owned(),
+            reason: reason.into(),
+        };
+        let text = |v: Value, max: usize| -> Result<String, ValueError> {
+            match v {
+                Value::String(s) if !too_long(&s, max) => Ok(s),
+                Value::String(_) => Err(bad(&format!("is longer than {max} characters"))),
+                _ => Err(bad("must be a string")),
+            }
+        };
+        let nullable_text = |v: Value, max: usize| match v {
+            Value::Null => Ok(None),
+            v => text(v, max).map(Some),
+        };
+        let member = |v: &Value, key: &str| -> Result<String, ValueError> {
+            match v.get(key).and_then(Value::as_str) {
+                Some(s) if !s.is_empty() && s.len() <= MAX_MEMBER_ID => Ok(s.to_string()),
+                _ => Err(bad(&format!("must be {{{key}}}"))),
+            }
+        };
+        Ok(match field {
+            Field::Create => {
+                let c: Creation =
+                    serde_json::from_value(v).map_err(|_| bad("needs a service_code"))?;
+                if c.service_code.is_empty() || c.service_code.len() > MAX_ATTRIBUTE_CODE {
+                    return Err(bad("needs a service_code"));
+                }
+                FieldValue::Create(c)
+            }
+            Field::ServiceRequestId => match v {
+                Value::String(s)
+                    if (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    FieldValue::ServiceRequestId(s)
+                }
+                _ => return Err(bad("must be a string of digits")),
+            },
+            Field::Description => FieldValue::Description(text(v, MAX_DESCRIPTION_CHARS)?),
+            Field::Address => FieldValue::Address(nullable_text(v, MAX_ADDRESS_CHARS)?),
+            Field::Assignee => FieldValue::Assignee(nullable_text(v, MAX_ADDRESS_CHARS)?),
+            Field::Priority => FieldValue::Priority(
+                serde_json::from_value(v)
+                    .map_err(|_| bad("must be low, normal, high or urgent"))?,
+            ),
+            Field::Visibility => FieldValue::Visibility(
+                serde_json::from_value(v).map_err(|_| bad("must be public or private"))?,
+            ),
+            Field::Status => FieldValue::Status(serde_json::from_value(v).map_err(|_| {
+                bad("must be accepted, in_progress, scheduled, completed or cancelled")
+            })?),
+            Field::ExpectedAt => match v {
+                Value::Null => FieldValue::ExpectedAt(None),
+                v => FieldValue::ExpectedAt(Some(
+                    v.as_i64()
+                        .ok_or_else(|| bad("must be milliseconds since 1970 or null"))?,
+                )),
+            },
+            Field::Location => match v {
+                Value::Null => FieldValue::Location(None),
+                v => {
+                    let l: Location = serde_json::from_value(v)
+                        .map_err(|_| bad("must be {lat, lon, accuracy_m, source}"))?;
+                    if let Some(p) = l.problem() {
+                        return Err(bad(&p.message));
+                    }
+                    FieldValue::Location(Some(l))
+                }
+            },
+            Field::Contact => {
+                let c: Contact = serde_json::from_value(v).map_err(|_| {
+                    bad("has only first_name, last_name, email and phone, as strings")
+                })?;
+                let long = [&c.first_name, &c.last_name, &c.email, &c.phone]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| too_long(s, MAX_CONTACT_CHARS));
+                if long {
+                    return Err(bad(&format!(
+                        "has details longer than {MAX_CONTACT_CHARS} characters"
+                    )));
+                }
+                FieldValue::Contact(c)
+            }
+            Field::Attribute(code) => match v {
+                Value::Array(items)
+                    if items.len() <= MAX_ANSWER_VALUES
+                        && items
+                            .iter()
+                            .all(|x| x.as_str().is_some_and(|s| s.len() <= MAX_ANSWER_BYTES)) =>
+                {
+                    let values = items
+                        .into_iter()
+                        .map(|x| match x {
+                            Value::String(s) => s,
+                            _ => unreachable!("checked above"),
+                        })
+                        .collect();
+                    FieldValue::Attribute(code.clone(), values)
+                }
+                _ => return Err(bad("must be a list of strings")),
+            },
+            Field::Note => {
+                let n: Note = serde_json::from_value(v)
+                    .map_err(|_| bad("must be {id, author, text, public}"))?;
+                if n.id.is_empty()
+                    || n.id.len() > MAX_MEMBER_ID
+                    || n.author.len() > MAX_MEMBER_ID
+                    || too_long(&n.text, MAX_NOTE_CHARS)
+                {
+                    return Err(bad("must be {id, author, text, public}"));
+                }
+                FieldValue::Note(n)
+            }
+            Field::Photo => {
+                let p: PhotoRef = serde_json::from_value(v)
+                    .map_err(|_| bad("must be {sha256, width, height}"))?;
+                if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("must be {sha256, width, height}"));
+                }
+                FieldValue::Photo(p)
+            }
+            Field::NoteRetract => FieldValue::NoteRetract(member(&v, "id")?),
+            Field::PhotoRemove => FieldValue::PhotoRemove(member(&v, "sha256")?),
+        })
+    }
+
+    /// [`FieldValue::from_json`] of a field named as the log and the wire name it.
+    pub fn decode(name: &str, v: Value) -> Result<FieldValue, ValueError> {
+        let field = Field::parse(name)
+            .ok_or_else(|| ValueError::UnknownField(name.chars().take(64).collect()))?;
+        FieldValue::from_json(&field, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::location::LocationSource;
+
+    fn every_kind() -> Vec<FieldValue> {
+        vec![
+            FieldValue::Create(Creation {
+                service_code: "CSROWR-12".into(),
+                created_at: Some(1),
+                created_by: Some("r1".into()),
+                channel: Some("app".into()),
+            }),
+            FieldValue::ServiceRequestId("100001".into()),
+            FieldValue::Description("Deep".into()),
+            FieldValue::Attribute("SIZE".into(), vec!["large".into()]),
+            FieldValue::Location(Some(
+                Location::new(43.6, -79.4, Some(5.0), LocationSource::Gps).unwrap(),
+            )),
+            FieldValue::Location(None),
+            FieldValue::Address(None),
+            FieldValue::Status(Status::InProgress),
+            FieldValue::Priority(Some(Priority::High)),
+            FieldValue::Assignee(Some("Crew 4".into())),
+            FieldValue::ExpectedAt(Some(5)),
+            FieldValue::Visibility(Visibility::Private),
+            FieldValue::Contact(Contact::default()),
+            FieldValue::Contact(Contact {
+                email: Some("a@b.ca".into()),
+                ..Contact::default()
+            }),
+            FieldValue::Note(Note {
+                id: "n1".into(),
+                author: "inspector:d".into(),
+                text: "Crew booked".into(),
+                public: true,
+                status: Some(Status::Scheduled),
+            }),
+            FieldValue::NoteRetract("n1".into()),
+            FieldValue::Photo(PhotoRef {
+                sha256: "a".repeat(64),
+                width: 10,
+                height: 20,
+            }),
+            FieldValue::PhotoRemove("a".repeat(64)),
+        ]
+    }
+
+    #[test]
+    fn every_value_survives_its_encoding() {
+        for v in every_kind() {
+            let field = v.field();
+            assert_eq!(Field::parse(&field.name()), Some(field.clone()));
+            let back = FieldValue::decode(&field.name(), v.to_json()).unwrap();
+            assert_eq!(back, v);
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_are_refused_with_their_field() {
+        for (name, v) in [
+            ("description", json!(5)),
+            ("description", json!("x".repeat(4001))),
+            ("status", json!("queued")),
+            ("priority", json!("soon")),
+            (
+                "location",
+                json!({"lat": 95.0, "lon": 0.0, "accuracy_m": null, "source": "gps"}),
+            ),
+            ("contact", json!({"ssn": "1"})),
+            ("attr:SIZE", json!([1])),
+            (
+                "note",
+                json!({"id": "", "author": "a", "text": "t", "public": true}),
+            ),
+            ("photo", json!({"sha256": "zz", "width": 1, "height": 1})),
+            ("service_request_id", json!("12a")),
+        ] {
+            let err = FieldValue::decode(name, v).unwrap_err();
+            assert!(
+                matches!(&err, ValueError::Bad { field, .. } if field == name),
+                "{err}"
+            );
+        }
+        assert!(matches!(
+            FieldValue::decode("colour", json!(1)),
+            Err(ValueError::UnknownField(_))
+        ));
+        assert!(Field::parse("attr:").is_none());
+    }
+}

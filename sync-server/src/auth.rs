@@ -1,0 +1,56 @@
+//! Who is calling: a bearer token, checked before anything else of the request is read.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::scope::Device;
+use crate::{blocking, AppState, ServerError};
+
+/// The device the request's bearer token belongs to. As an extractor it runs before the body
+/// is read, so an unknown token costs no body parsing.
+pub struct Authed(pub Device);
+
+/// Only the hash of a token is stored: a copy of the database grants nothing.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn bearer(headers: &HeaderMap) -> Result<String, ServerError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
+        .ok_or(ServerError::Unauthorized(
+            "send Authorization: Bearer TOKEN from POST /v1/devices",
+        ))
+}
+
+/// The device a token belongs to, or 401.
+pub fn authenticate(state: &AppState, token: &str) -> Result<Device, ServerError> {
+    state
+        .storage
+        .device(&token_hash(token))?
+        .ok_or(ServerError::Unauthorized("unknown token"))
+}
+
+impl FromRequestParts<Arc<AppState>> for Authed {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?;
+        blocking(state, move |state| authenticate(state, &token))
+            .await
+            .map(Authed)
+    }
+}

@@ -1,0 +1,140 @@
+//! Who may change and see what: the one rule, used by push admission, the pull's view and the
+//! photo endpoints alike. Pure: storage supplies the facts (a device, a request's scope row),
+//! this says yes or no.
+//!
+//! - A device may change a request it created, and an inspector the requests of their wards.
+//! - A resident may not write what only the city writes (statuses, assignments, priorities,
+//!   public numbers, internal notes).
+//! - A device sees a request in full if it may change it (a resident without internal notes),
+//!   and the public view of a public request within [`NEAR_M`] of a place it reported from.
+
+use std::collections::HashSet;
+
+use curbside_core::geo::distance_m;
+use curbside_core::sync::protocol::Role;
+use curbside_core::sync::Change;
+use curbside_core::FieldValue;
+
+/// How near (metres) a request must be to a place a resident reported from to be in their
+/// public view: the duplicate check looks at most ~100 m away, and people move a little.
+pub const NEAR_M: f64 = 500.0;
+
+/// A registered device, as its token identifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub role: Role,
+    pub wards: HashSet<String>,
+}
+
+/// What the rule needs to know of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestScope {
+    pub created_by: String,
+    pub ward: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    None,
+    /// Everything the device's role may see.
+    Full,
+    /// What anyone near the request may see.
+    Public,
+}
+
+/// May `device` change the request?
+pub fn may_change(device: &Device, request: &RequestScope) -> bool {
+    request.created_by == device.id
+        || (device.role == Role::Inspector
+            && request
+                .ward
+                .as_ref()
+                .is_some_and(|w| device.wards.contains(w)))
+}
+
+/// May `device` write this value at all (whatever the request)?
+pub fn may_write(device: &Device, value: &FieldValue) -> bool {
+    device.role == Role::Inspector || !value.is_inspector_only()
+}
+
+/// How much of the request `device` sees; `places` are where a resident reported from.
+pub fn access(device: &Device, request: &RequestScope, places: &[(f64, f64)]) -> Access {
+    if may_change(device, request) {
+        return Access::Full;
+    }
+    if device.role == Role::Inspector || !request.public {
+        return Access::None;
+    }
+    match (request.lat, request.lon) {
+        (Some(lat), Some(lon))
+            if places
+                .iter()
+                .any(|&(plat, plon)| distance_m(lat, lon, plat, plon) <= NEAR_M) =>
+        {
+            Access::Public
+        }
+        _ => Access::None,
+    }
+}
+
+/// Does a device with `access` to a request see this change of it?
+pub fn sees(device: &Device, access: Access, change: &Change) -> bool {
+    match access {
+        Access::None => false,
+        Access::Full => device.role == Role::Inspector || !change.value.is_internal_note(),
+        Access::Public => change.value.is_public(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curbside_core::vocab::{Note, Status};
+
+    fn device(id: &str, role: Role, wards: &[&str]) -> Device {
+        Device {
+            id: id.into(),
+            role,
+            wards: wards.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn creators_inspectors_of_the_ward_and_neighbours_see_what_they_should() {
+        let request = RequestScope {
+            created_by: "ana".into(),
+            ward: Some("10".into()),
+            lat: Some(43.65),
+            lon: Some(-79.38),
+            public: true,
+        };
+        let ana = device("ana", Role::Resident, &[]);
+        let ben = device("ben", Role::Resident, &[]);
+        let ward10 = device("i10", Role::Inspector, &["10"]);
+        let ward11 = device("i11", Role::Inspector, &["11"]);
+        assert!(may_change(&ana, &request) && may_change(&ward10, &request));
+        assert!(!may_change(&ben, &request) && !may_change(&ward11, &request));
+        assert_eq!(access(&ben, &request, &[(43.651, -79.38)]), Access::Public);
+        assert_eq!(access(&ben, &request, &[(43.70, -79.38)]), Access::None);
+        assert_eq!(access(&ward11, &request, &[]), Access::None);
+        let private = RequestScope {
+            public: false,
+            ..request.clone()
+        };
+        assert_eq!(access(&ben, &private, &[(43.65, -79.38)]), Access::None);
+        assert!(!may_write(&ana, &FieldValue::Status(Status::Completed)));
+        assert!(may_write(&ward10, &FieldValue::Status(Status::Completed)));
+        let internal = FieldValue::Note(Note {
+            id: "n".into(),
+            author: "i".into(),
+            text: "t".into(),
+            public: false,
+            status: None,
+        });
+        assert!(!may_write(&ana, &internal));
+    }
+}

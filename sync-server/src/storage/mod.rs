@@ -1,0 +1,64 @@
+//! The server's storage boundary: the only place with SQL. Handlers and the sync logic see this
+//! trait; the SQLite implementation ([`sqlite`]) is the embedded default, and a PostgreSQL one
+//! (for several instances on one database) will implement the same trait. Each method is one
+//! transaction, and blocking: callers run it off the async executor.
+
+pub mod sqlite;
+
+use curbside_core::sync::protocol::Assigned;
+use curbside_core::sync::{Change, Hlc};
+use curbside_core::vocab::ReplicaId;
+use curbside_core::Catalog;
+
+use crate::scope::{Device, RequestScope};
+use crate::ServerError;
+
+/// A device being registered: only the hash of its token is kept.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub token_hash: String,
+    pub device: Device,
+    pub created_at_ms: i64,
+}
+
+/// One sync call, checked already: the device is who its token says, every change is well
+/// formed and none is stamped ahead of the server's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncCall<'a> {
+    pub device: &'a Device,
+    pub changes: &'a [Change],
+    pub cursor: Option<&'a str>,
+    /// Leave this replica's own changes out of the pull (it holds them).
+    pub replica: Option<&'a ReplicaId>,
+    pub now_ms: i64,
+}
+
+/// What a sync call did: the public numbers of the requests pushed, and a page of the pull.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    pub assigned: Vec<Assigned>,
+    pub changes: Vec<Change>,
+    pub cursor: String,
+    pub more: bool,
+}
+
+pub trait Storage: Send + Sync {
+    /// The published catalogue.
+    fn catalog(&self) -> Result<Catalog, ServerError>;
+    fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError>;
+
+    fn add_device(&self, device: &NewDevice) -> Result<(), ServerError>;
+    /// The device a token's hash belongs to.
+    fn device(&self, token_hash: &str) -> Result<Option<Device>, ServerError>;
+
+    /// Admits and applies a push (all or nothing), numbers the requests it creates, and pages
+    /// the pull from the cursor within the device's scope, in one transaction.
+    fn sync(&self, call: SyncCall<'_>) -> Result<SyncOutcome, ServerError>;
+
+    /// The requests that refer to a photo, for the scope rule.
+    fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError>;
+
+    /// Drops overwritten values and removals stamped before `horizon`, and remembers how far
+    /// that reached so older cursors resync in full. Returns how many changes went.
+    fn compact(&self, horizon: Hlc) -> Result<usize, ServerError>;
+}

@@ -1,0 +1,562 @@
+//! The embedded storage: one SQLite file in the data directory (WAL): the catalogue it
+//! publishes, registered devices, the requests it has numbered (with what the scope rule needs
+//! of each, kept up to date from the merged changes), the photo references, and curbside-core's
+//! change log — the same merge code as every client.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use curbside_core::sql::{self, Key, Step};
+use curbside_core::sync::protocol::{Assigned, Role, PAGE};
+use curbside_core::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
+use curbside_core::sync::{log, Change, Hlc};
+use curbside_core::vocab::{Entropy, Field, FieldValue, RequestId};
+use curbside_core::{Catalog, Jurisdiction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{NewDevice, Storage, SyncCall, SyncOutcome};
+use crate::cursor::LogState;
+use crate::scope::{self, Access, Device, RequestScope, NEAR_M};
+use crate::ServerError;
+
+/// Requests a new place brings into a resident's view at once.
+const BACKFILL: usize = 200;
+
+const SERVER_ID: Key = Key::new("server_id");
+const COMPACTED_SEQ: Key = Key::new("compacted_seq");
+const COMPACTIONS: Key = Key::new("compactions");
+
+/// Version 1: the catalogue.
+const V1: &str = "
+CREATE TABLE catalog (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    document    TEXT NOT NULL,
+    imported_at INTEGER NOT NULL
+);";
+
+/// Version 2: devices, the requests the server has numbered, and the change log of
+/// curbside-core, with a cursor index.
+const V2: &str = "
+CREATE TABLE devices (
+    token_hash TEXT PRIMARY KEY,
+    device_id  TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL,
+    wards      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE requests (
+    request_id         TEXT PRIMARY KEY,
+    service_request_id INTEGER NOT NULL UNIQUE,
+    created_by         TEXT NOT NULL,
+    ward               TEXT,
+    created_at         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sync_changes_by_seq ON sync_changes (seq);";
+
+/// Version 3: what the pull scope needs about each request (where it is, whether it is open,
+/// who may see it), kept up to date from the merged changes.
+const V3: &str = "
+ALTER TABLE requests ADD COLUMN lat REAL;
+ALTER TABLE requests ADD COLUMN lon REAL;
+ALTER TABLE requests ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted';
+ALTER TABLE requests ADD COLUMN public INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX requests_by_lat ON requests (lat);
+CREATE INDEX requests_by_creator ON requests (created_by);";
+
+/// Version 5: the photos each request refers to, indexed by photo, so the photo endpoints find
+/// the requests of a photo without scanning the log.
+const V5: &str = "
+CREATE TABLE photo_refs (
+    sha256     TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, request_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO photo_refs (sha256, request_id)
+    SELECT json_extract(value, '$.sha256'), request_id FROM sync_change_rows WHERE field = 'photo';";
+
+/// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
+const LADDER: [Step; 5] = [
+    |tx| tx.execute_batch(V1),
+    |tx| {
+        tx.execute_batch(LOG_V3)?;
+        tx.execute_batch(V2)
+    },
+    |tx| {
+        // Also brings the change log's own tables up to this core's (the outbox).
+        tx.execute_batch(LOG_V3)?;
+        tx.execute_batch(V3)
+    },
+    |tx| {
+        tx.execute_batch(&upgrade_v3_to_v4())?;
+        tx.execute_batch("CREATE INDEX sync_changes_by_seq ON sync_changes (seq);")
+    },
+    |tx| {
+        tx.execute_batch(OUTBOX_V5)?;
+        tx.execute_batch(V5)
+    },
+];
+
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+    /// Ward boundaries, for a new request's ward and inspectors' scope; loaded on first use.
+    wards: OnceLock<Jurisdiction>,
+}
+
+impl SqliteStorage {
+    /// Opens (or creates) `curbside-server.sqlite` in `dir`, climbing the migration ladder.
+    pub fn open(
+        dir: &Path,
+        now_ms: i64,
+        entropy: &dyn Entropy,
+    ) -> Result<SqliteStorage, ServerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Startup(format!("data directory {}: {e}", dir.display())))?;
+        let path = dir.join("curbside-server.sqlite");
+        let startup = |e: rusqlite::Error| ServerError::Startup(format!("{}: {e}", path.display()));
+        let mut conn = Connection::open(&path).map_err(startup)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(startup)?;
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(startup)?;
+        if version as usize > LADDER.len() {
+            return Err(ServerError::Startup(format!(
+                "{} was written by a newer server (schema {version}); this one knows {}",
+                path.display(),
+                LADDER.len()
+            )));
+        }
+        {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(startup)?;
+            sql::climb(&tx, version, &LADDER).map_err(startup)?;
+            if version == 0 {
+                write_catalog(&tx, &Catalog::toronto(), now_ms)?;
+            }
+            if sql::get(&tx, SERVER_ID)?.is_none() {
+                let id = format!("{:016x}{:016x}", entropy.next_u64(), entropy.next_u64());
+                sql::set(&tx, SERVER_ID, &id)?;
+            }
+            log::init_replica(&tx, entropy)?;
+            tx.commit().map_err(startup)?;
+        }
+        sql::keep_statements_prepared(&conn).map_err(startup)?;
+        Ok(SqliteStorage {
+            conn: Mutex::new(conn),
+            wards: OnceLock::new(),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
+    ) -> Result<T, ServerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn wards(&self) -> &Jurisdiction {
+        self.wards.get_or_init(Jurisdiction::toronto)
+    }
+}
+
+fn write_catalog(tx: &Transaction, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
+    tx.execute(
+        "INSERT INTO catalog (id, document, imported_at) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET document = excluded.document, imported_at = excluded.imported_at",
+        params![catalog.to_json().to_string(), now_ms],
+    )?;
+    Ok(())
+}
+
+fn log_state(tx: &Transaction) -> Result<LogState, ServerError> {
+    Ok(LogState {
+        server_id: sql::get(tx, SERVER_ID)?.unwrap_or_default(),
+        compacted_seq: sql::get_num(tx, COMPACTED_SEQ, 0)?,
+        compactions: sql::get_num(tx, COMPACTIONS, 0)?,
+    })
+}
+
+fn scope_row(
+    tx: &Transaction,
+    request_id: &RequestId,
+) -> Result<Option<RequestScope>, ServerError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT created_by, ward, lat, lon, public FROM requests WHERE request_id = ?1",
+        )?
+        .query_row([request_id.to_string()], |r| {
+            Ok(RequestScope {
+                created_by: r.get(0)?,
+                ward: r.get(1)?,
+                lat: r.get(2)?,
+                lon: r.get(3)?,
+                public: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+fn refuse(status: u16, request_id: &RequestId, message: String) -> ServerError {
+    ServerError::RequestRefused {
+        status: axum::http::StatusCode::from_u16(status)
+            .unwrap_or(axum::http::StatusCode::FORBIDDEN),
+        request_id: request_id.to_string(),
+        message,
+    }
+}
+
+/// Checks the device may change every request the push touches, numbers the new ones (the
+/// same number again for a retried push) and returns the public ids, and the new requests.
+fn admit(
+    tx: &Transaction,
+    device: &Device,
+    changes: &[Change],
+    now: i64,
+) -> Result<(Vec<Assigned>, Vec<RequestId>), ServerError> {
+    let mut seen: Vec<RequestId> = Vec::new();
+    for c in changes {
+        if !seen.contains(&c.request_id) {
+            seen.push(c.request_id);
+        }
+    }
+    let (mut assigned, mut fresh) = (Vec::new(), Vec::new());
+    for request_id in seen {
+        let mine = changes.iter().filter(|c| c.request_id == request_id);
+        if let Some(c) = mine.clone().find(|c| !scope::may_write(device, &c.value)) {
+            return Err(refuse(
+                403,
+                &request_id,
+                format!("a resident may not write {}", c.field()),
+            ));
+        }
+        let number: i64 = match scope_row(tx, &request_id)? {
+            Some(request) => {
+                if !scope::may_change(device, &request) {
+                    return Err(refuse(
+                        403,
+                        &request_id,
+                        format!("request {request_id} is not this device's to change"),
+                    ));
+                }
+                tx.prepare_cached("SELECT service_request_id FROM requests WHERE request_id = ?1")?
+                    .query_row([request_id.to_string()], |r| r.get(0))?
+            }
+            None => {
+                if !mine.clone().any(|c| c.field() == Field::Create) {
+                    return Err(refuse(
+                        404,
+                        &request_id,
+                        format!(
+                            "request {request_id} is unknown here: push its create change first"
+                        ),
+                    ));
+                }
+                let number: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(service_request_id), 100000) + 1 FROM requests",
+                    [],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![request_id.to_string(), number, device.id, now],
+                )?;
+                // The number travels as a change too, so it reaches the reporter even when
+                // this answer is lost, and every other replica that sees the request.
+                log::record(
+                    tx,
+                    request_id,
+                    vec![FieldValue::ServiceRequestId(number.to_string())],
+                    now,
+                    log::Outbox::None,
+                )?;
+                fresh.push(request_id);
+                number
+            }
+        };
+        assigned.push(Assigned {
+            request_id,
+            service_request_id: number.to_string(),
+        });
+    }
+    Ok((assigned, fresh))
+}
+
+/// Brings the scope columns of one request up to date with its merged changes.
+fn refresh(
+    tx: &Transaction,
+    wards: &Jurisdiction,
+    request_id: &RequestId,
+) -> Result<(), ServerError> {
+    let fields = log::current(
+        tx,
+        request_id,
+        &[Field::Location, Field::Status, Field::Visibility],
+    )?;
+    let (lat, lon) = match fields.get(&Field::Location) {
+        Some(FieldValue::Location(Some(l))) => (Some(l.lat), Some(l.lon)),
+        _ => (None, None),
+    };
+    let ward = lat
+        .zip(lon)
+        .and_then(|(lat, lon)| wards.ward_of(lat, lon).map(|w| w.code.clone()));
+    let status = match fields.get(&Field::Status) {
+        Some(FieldValue::Status(s)) => s.as_str(),
+        _ => "accepted",
+    };
+    let public = !matches!(
+        fields.get(&Field::Visibility),
+        Some(FieldValue::Visibility(
+            curbside_core::vocab::Visibility::Private
+        ))
+    );
+    tx.prepare_cached(
+        "UPDATE requests SET lat = ?2, lon = ?3, ward = COALESCE(?4, ward), status = ?5, public = ?6
+         WHERE request_id = ?1",
+    )?
+    .execute(params![request_id.to_string(), lat, lon, ward, status, public])?;
+    Ok(())
+}
+
+/// What one device may see, decided per request by the scope rule and remembered for the call.
+struct View<'d> {
+    device: &'d Device,
+    /// Where a resident has reported from.
+    places: Vec<(f64, f64)>,
+    access: HashMap<RequestId, Access>,
+}
+
+impl<'d> View<'d> {
+    fn new(tx: &Transaction, device: &'d Device) -> Result<View<'d>, ServerError> {
+        let places = if device.role == Role::Resident {
+            tx.prepare_cached(
+                "SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL",
+            )?
+            .query_map([&device.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(View {
+            device,
+            places,
+            access: HashMap::new(),
+        })
+    }
+
+    fn access(&mut self, tx: &Transaction, request_id: &RequestId) -> Result<Access, ServerError> {
+        if let Some(a) = self.access.get(request_id) {
+            return Ok(*a);
+        }
+        let a = match scope_row(tx, request_id)? {
+            None => Access::None,
+            Some(row) => scope::access(self.device, &row, &self.places),
+        };
+        self.access.insert(*request_id, a);
+        Ok(a)
+    }
+
+    fn allows(&mut self, tx: &Transaction, c: &Change) -> Result<bool, ServerError> {
+        let access = self.access(tx, &c.request_id)?;
+        Ok(scope::sees(self.device, access, c))
+    }
+}
+
+/// The public view of open requests near the resident's new requests.
+fn backfill(
+    tx: &Transaction,
+    view: &mut View,
+    fresh: &[RequestId],
+) -> Result<Vec<Change>, ServerError> {
+    let mut out = Vec::new();
+    let mut sent = HashSet::new();
+    for id in fresh {
+        let place: Option<(f64, f64)> = tx
+            .query_row(
+                "SELECT lat, lon FROM requests WHERE request_id = ?1 AND lat IS NOT NULL",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((lat, lon)) = place else { continue };
+        if !view.places.contains(&(lat, lon)) {
+            view.places.push((lat, lon));
+        }
+        // A box a little larger than the circle; the view decides exactly.
+        let dlat = NEAR_M / 110_000.0;
+        let dlon = NEAR_M / (111_000.0 * lat.to_radians().cos().max(0.1));
+        let near: Vec<String> = tx
+            .prepare_cached(
+                "SELECT request_id FROM requests
+                 WHERE lat BETWEEN ?1 AND ?2 AND lon BETWEEN ?3 AND ?4
+                   AND status NOT IN ('completed', 'cancelled') AND public AND created_by <> ?5
+                 LIMIT ?6",
+            )?
+            .query_map(
+                params![
+                    lat - dlat,
+                    lat + dlat,
+                    lon - dlon,
+                    lon + dlon,
+                    view.device.id,
+                    BACKFILL as i64
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        for other in near {
+            let Ok(other) = RequestId::parse(&other) else {
+                continue;
+            };
+            // Decided before this place joined the view, perhaps as out of sight.
+            view.access.remove(&other);
+            if !sent.insert(other) {
+                continue;
+            }
+            for c in log::load(tx, &other)? {
+                if view.allows(tx, &c)? {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Storage for SqliteStorage {
+    fn catalog(&self) -> Result<Catalog, ServerError> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row("SELECT document FROM catalog WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match doc {
+            Some(doc) => Catalog::parse(doc.as_bytes())
+                .map_err(|e| ServerError::Internal(format!("stored catalogue: {e}"))),
+            None => Ok(Catalog::toronto()),
+        }
+    }
+
+    fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
+        self.write(|tx| write_catalog(tx, catalog, now_ms))
+    }
+
+    fn add_device(&self, d: &NewDevice) -> Result<(), ServerError> {
+        let mut wards: Vec<&String> = d.device.wards.iter().collect();
+        wards.sort();
+        self.conn().execute(
+            "INSERT INTO devices (token_hash, device_id, role, wards, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                d.token_hash,
+                d.device.id,
+                d.device.role.as_str(),
+                serde_json::to_string(&wards).unwrap_or_default(),
+                d.created_at_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn device(&self, token_hash: &str) -> Result<Option<Device>, ServerError> {
+        let row: Option<(String, String, String)> = self
+            .conn()
+            .prepare_cached("SELECT device_id, role, wards FROM devices WHERE token_hash = ?1")?
+            .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        Ok(row.map(|(id, role, wards)| Device {
+            id,
+            role: Role::parse(&role).unwrap_or(Role::Resident),
+            wards: serde_json::from_str(&wards).unwrap_or_default(),
+        }))
+    }
+
+    fn sync(&self, call: SyncCall<'_>) -> Result<SyncOutcome, ServerError> {
+        let wards = self.wards();
+        self.write(|tx| {
+            let state = log_state(tx)?;
+            let after = state.position(call.cursor)?;
+            let (assigned, fresh) = admit(tx, call.device, call.changes, call.now_ms)?;
+            log::apply(tx, call.changes, call.now_ms)?;
+            let mut photo = tx.prepare_cached(
+                "INSERT OR IGNORE INTO photo_refs (sha256, request_id) VALUES (?1, ?2)",
+            )?;
+            for c in call.changes {
+                if let FieldValue::Photo(p) = &c.value {
+                    photo.execute(params![p.sha256, c.request_id.to_string()])?;
+                }
+            }
+            let touched: HashSet<RequestId> = call.changes.iter().map(|c| c.request_id).collect();
+            for id in &touched {
+                refresh(tx, wards, id)?;
+            }
+            let mut view = View::new(tx, call.device)?;
+            let mut failure = None;
+            let (mut changes, seq, more) = log::changes_since(tx, after, PAGE, |c| {
+                if Some(c.replica()) == call.replica || failure.is_some() {
+                    return false;
+                }
+                view.allows(tx, c).unwrap_or_else(|e| {
+                    failure = Some(e);
+                    false
+                })
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            // A resident reporting from a new place sees what is already open around it.
+            if call.device.role == Role::Resident {
+                changes.extend(backfill(tx, &mut view, &fresh)?);
+            }
+            Ok(SyncOutcome {
+                assigned,
+                changes,
+                cursor: state.cursor(seq),
+                more,
+            })
+        })
+    }
+
+    fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.created_by, r.ward, r.lat, r.lon, r.public FROM photo_refs p
+             JOIN requests r ON r.request_id = p.request_id WHERE p.sha256 = ?1",
+        )?;
+        let rows = stmt.query_map([sha256], |r| {
+            Ok(RequestScope {
+                created_by: r.get(0)?,
+                ward: r.get(1)?,
+                lat: r.get(2)?,
+                lon: r.get(3)?,
+                public: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn compact(&self, horizon: Hlc) -> Result<usize, ServerError> {
+        self.write(|tx| {
+            let (deleted, max_seq) = log::compact(tx, horizon)?;
+            if deleted > 0 {
+                let reached = sql::get_num(tx, COMPACTED_SEQ, 0u64)?.max(max_seq);
+                sql::set(tx, COMPACTED_SEQ, &reached.to_string())?;
+                sql::increment(tx, COMPACTIONS)?;
+            }
+            Ok(deleted)
+        })
+    }
+}
