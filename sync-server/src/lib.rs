@@ -22,8 +22,9 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use curbside_core::sync::protocol::PAGE;
 use curbside_core::sync::Hlc;
-use curbside_core::vocab::{Clock, OsEntropy, SystemClock};
+use curbside_core::vocab::{Clock, Entropy, OsEntropy, SystemClock};
 use curbside_core::Catalog;
 use tokio::net::TcpListener;
 
@@ -42,21 +43,29 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     /// The server's clock: every stamp check, offset and retention reads it.
     pub clock: Arc<dyn Clock>,
+    /// Randomness for the ids it makes (device ids); tokens always come from the OS.
+    pub entropy: Arc<dyn Entropy>,
     pub admin_key: Option<String>,
     /// Where uploaded photos live (`media/` inside it).
     pub data_dir: PathBuf,
     pub retention_days: u32,
+    /// Changes one pull page carries at most ([`PAGE`] unless a test pages finer).
+    pub page: usize,
 }
 
 impl AppState {
-    /// Opens the data directory on the system clock.
+    /// Opens the data directory on the system clock and the OS's randomness.
     pub fn load(config: &Config) -> Result<AppState, ServerError> {
-        AppState::load_with(config, Arc::new(SystemClock))
+        AppState::load_with(config, Arc::new(SystemClock), Arc::new(OsEntropy))
     }
 
     /// Opens the data directory, imports `config.catalog` if given, and loads the catalogue.
-    pub fn load_with(config: &Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
-        let storage = SqliteStorage::open(&config.data_dir, clock.now_ms(), &OsEntropy)?;
+    pub fn load_with(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<AppState, ServerError> {
+        let storage = SqliteStorage::open(&config.data_dir, clock.now_ms(), &*entropy)?;
         if let Some(path) = &config.catalog {
             let bytes = std::fs::read(path)
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?;
@@ -69,9 +78,11 @@ impl AppState {
             jurisdiction: config.jurisdiction.clone(),
             storage: Arc::new(storage),
             clock,
+            entropy,
             admin_key: config.admin_key.clone().filter(|k| !k.is_empty()),
             data_dir: config.data_dir.clone(),
             retention_days: config.retention_days,
+            page: PAGE,
         })
     }
 }

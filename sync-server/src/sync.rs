@@ -73,9 +73,7 @@ pub fn register(state: &AppState, body: RegisterBody) -> Result<Registered, Serv
         uuid::Uuid::new_v4().simple()
     );
     let now = state.clock.now_ms();
-    let device_id = uuid_v7(now, &curbside_core::vocab::OsEntropy)
-        .hyphenated()
-        .to_string();
+    let device_id = uuid_v7(now, &*state.entropy).hyphenated().to_string();
     state.storage.add_device(&NewDevice {
         token_hash: token_hash(&token),
         device: Device {
@@ -141,6 +139,7 @@ pub fn sync(
         cursor: body.cursor.as_deref(),
         replica: body.replica.as_ref(),
         now_ms: now,
+        page: state.page,
     })?;
     Ok(SyncResponse {
         accepted: changes.iter().map(|c| c.id.to_string()).collect(),

@@ -1,5 +1,8 @@
 //! End-to-end tests of Curbside: real processes, real files, real faults. The helpers here are
-//! the programs the tests drive and kill, and a real sync server on a loopback port.
+//! the programs the tests drive and kill, a real sync server on a loopback port, and a
+//! transport that reaches the server's handler logic in process, for the simulation.
+
+pub mod in_process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -187,6 +187,16 @@ impl Jurisdiction {
             .expect("the shipped ward boundaries load")
     }
 
+    /// Toronto's wards, parsed once per process and shared: a server, or a test holding many
+    /// stores, does not parse 700 KB of GeoJSON for each.
+    pub fn toronto_shared() -> std::sync::Arc<Jurisdiction> {
+        static SHARED: std::sync::OnceLock<std::sync::Arc<Jurisdiction>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| std::sync::Arc::new(Jurisdiction::toronto()))
+            .clone()
+    }
+
     /// Loads a GeoJSON FeatureCollection of Polygon and MultiPolygon features (holes allowed),
     /// one ward per distinct `code_property`.
     pub fn from_geojson(bytes: &[u8], options: &BoundaryOptions) -> Result<Jurisdiction, GeoError> {

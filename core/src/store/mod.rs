@@ -405,7 +405,7 @@ impl Store {
     /// The wards requests are placed in (Toronto's 25 unless set).
     pub fn jurisdiction(&self) -> Arc<Jurisdiction> {
         self.jurisdiction
-            .get_or_init(|| Arc::new(Jurisdiction::toronto()))
+            .get_or_init(Jurisdiction::toronto_shared)
             .clone()
     }
 

@@ -31,6 +31,8 @@ pub struct SyncCall<'a> {
     /// Leave this replica's own changes out of the pull (it holds them).
     pub replica: Option<&'a ReplicaId>,
     pub now_ms: i64,
+    /// Changes the pull's page carries at most.
+    pub page: usize,
 }
 
 /// What a sync call did: the public numbers of the requests pushed, and a page of the pull.

@@ -5,10 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use curbside_core::sql::{self, Key, Step};
-use curbside_core::sync::protocol::{Assigned, Role, PAGE};
+use curbside_core::sync::protocol::{Assigned, Role};
 use curbside_core::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
 use curbside_core::sync::{log, Change, Hlc};
 use curbside_core::vocab::{Entropy, Field, FieldValue, RequestId};
@@ -100,7 +100,7 @@ const LADDER: [Step; 5] = [
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
     /// Ward boundaries, for a new request's ward and inspectors' scope; loaded on first use.
-    wards: OnceLock<Jurisdiction>,
+    wards: OnceLock<Arc<Jurisdiction>>,
 }
 
 impl SqliteStorage {
@@ -167,7 +167,7 @@ impl SqliteStorage {
     }
 
     fn wards(&self) -> &Jurisdiction {
-        self.wards.get_or_init(Jurisdiction::toronto)
+        self.wards.get_or_init(Jurisdiction::toronto_shared)
     }
 }
 
@@ -505,7 +505,7 @@ impl Storage for SqliteStorage {
             }
             let mut view = View::new(tx, call.device)?;
             let mut failure = None;
-            let (mut changes, seq, more) = log::changes_since(tx, after, PAGE, |c| {
+            let (mut changes, seq, more) = log::changes_since(tx, after, call.page, |c| {
                 if Some(c.replica()) == call.replica || failure.is_some() {
                     return false;
                 }
