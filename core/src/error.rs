@@ -4,10 +4,26 @@
 
 use std::path::PathBuf;
 
-use crate::sync::ChangeError;
 use crate::vocab::{BadId, Problem, RequestId, State};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a change cannot be taken: refused whole, before anything is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("change {id}: unknown field {field:?}")]
+    UnknownField { id: String, field: String },
+    #[error("change {id}: {field} {reason}")]
+    BadValue {
+        id: String,
+        field: String,
+        reason: String,
+    },
+    #[error("change {id}: {reason}")]
+    Malformed { id: String, reason: String },
+    #[error("change {id} is stamped {ahead_ms} ms in the future; the device's clock is wrong")]
+    FromTheFuture { id: String, ahead_ms: u64 },
+}
 
 /// What was looked for and not found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +102,7 @@ pub enum Error {
 
     /// A change that cannot be applied (unknown field, wrong type, far-future stamp).
     #[error("sync: {0}")]
-    Change(ChangeError),
+    Change(#[from] ChangeError),
 
     /// This device's role does not allow the action.
     #[error("not allowed: {0}")]

@@ -45,12 +45,6 @@ pub enum ServerError {
     Internal(String),
 }
 
-impl From<rusqlite::Error> for ServerError {
-    fn from(e: rusqlite::Error) -> Self {
-        ServerError::Internal(format!("database: {e}"))
-    }
-}
-
 impl From<curbside_core::Error> for ServerError {
     fn from(e: curbside_core::Error) -> Self {
         ServerError::Internal(format!("core: {e}"))

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::clock::Hlc;
+pub use crate::error::ChangeError;
 use crate::vocab::field::ValueError;
 use crate::vocab::{ChangeId, Field, FieldValue, ReplicaId, RequestId};
 
@@ -19,22 +20,6 @@ pub struct Change {
     pub hlc: Hlc,
     /// For registers: the stamp of the value the writer replaced (none if it saw no value).
     pub replaced: Option<Hlc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChangeError {
-    #[error("change {id}: unknown field {field:?}")]
-    UnknownField { id: String, field: String },
-    #[error("change {id}: {field} {reason}")]
-    BadValue {
-        id: String,
-        field: String,
-        reason: String,
-    },
-    #[error("change {id}: {reason}")]
-    Malformed { id: String, reason: String },
-    #[error("change {id} is stamped {ahead_ms} ms in the future; the device's clock is wrong")]
-    FromTheFuture { id: String, ahead_ms: u64 },
 }
 
 impl Change {

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::change::{Change, ChangeError};
+use super::change::Change;
 use super::clock::{Clock, Hlc};
 use super::merge::{self, Document, Kind};
 use crate::error::{Error, Result};
@@ -624,10 +624,4 @@ pub fn changes_since(
         }
     }
     Ok((out, cursor, scanned == scan))
-}
-
-impl From<ChangeError> for Error {
-    fn from(e: ChangeError) -> Error {
-        Error::Change(e)
-    }
 }

@@ -20,6 +20,12 @@ use crate::cursor::LogState;
 use crate::scope::{self, Access, Device, RequestScope, NEAR_M};
 use crate::ServerError;
 
+impl From<rusqlite::Error> for ServerError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServerError::Internal(format!("database: {e}"))
+    }
+}
+
 /// Requests a new place brings into a resident's view at once.
 const BACKFILL: usize = 200;
 
