@@ -128,7 +128,10 @@ fn main() {
         for i in 0..OWN {
             c.execute(
                 "INSERT INTO requests VALUES (?1, ?2, 'queued')",
-                rusqlite::params![format!("0190f3a0-0000-7000-9000-{i:012x}"), format!("My report {i}")],
+                rusqlite::params![
+                    format!("0190f3a0-0000-7000-9000-{i:012x}"),
+                    format!("My report {i}")
+                ],
             )
             .unwrap();
         }
@@ -139,7 +142,13 @@ fn main() {
             .prepare_cached("SELECT id, description, state FROM requests ORDER BY id DESC LIMIT 50")
             .unwrap();
         let n = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .unwrap()
             .count();
         assert_eq!(n, 50);
@@ -177,7 +186,9 @@ fn main() {
     let (b50, b99, bmax, n) = percentiles(busy);
     let (p50, p99, pmax, pn) = percentiles(peer_busy);
     println!("list the 50 newest of {OWN} own requests:");
-    println!("  idle store                    p50 {i50:6.2} ms  p99 {i99:6.2} ms  max {imax:6.2} ms");
+    println!(
+        "  idle store                    p50 {i50:6.2} ms  p99 {i99:6.2} ms  max {imax:6.2} ms"
+    );
     println!(
         "  while {CHANGES} changes apply   p50 {b50:6.2} ms  p99 {b99:6.2} ms  max {bmax:6.2} ms  ({n} lists; the pull took {:.2} s)",
         applied.as_secs_f64()

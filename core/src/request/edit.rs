@@ -142,17 +142,17 @@ fn replicated_contact(tx: &Transaction, id: &RequestId) -> Result<Contact> {
     })
 }
 
-fn creation(tx: &Transaction, service_code: &str, created_at: i64) -> Result<FieldValue> {
-    Ok(FieldValue::Create(Creation {
+fn creation(env: Env, service_code: &str, created_at: i64) -> FieldValue {
+    FieldValue::Create(Creation {
         service_code: service_code.to_string(),
         created_at: Some(created_at),
-        created_by: Some(log::replica_id(tx)?.to_string()),
+        created_by: Some(env.replica.to_string()),
         channel: Some(CHANNEL.into()),
-    }))
+    })
 }
 
-/// Creates a draft for `service_code` with `edit` applied. Its changes are logged and held
-/// until it is submitted.
+/// Creates a draft for `service_code` with `edit` applied. Its changes are logged and wait in
+/// the outbox until it is submitted.
 pub(crate) fn create(
     tx: &Transaction,
     defs: &DefinitionCache,
@@ -201,9 +201,9 @@ pub(crate) fn create(
             contact
         }
     });
-    let mut values = vec![creation(tx, service_code, env.now_ms)?];
+    let mut values = vec![creation(env, service_code, env.now_ms)];
     values.extend(edit.changes(replicated));
-    log::record(tx, id, values, env.now_ms, Outbox::Held)?;
+    log::record(tx, id, values, env.now_ms, Outbox::Queued)?;
     Ok(id)
 }
 
@@ -229,7 +229,7 @@ pub(crate) fn edit(
     let contact = (edit.contact.is_some() || edit.anonymous.is_some())
         .then(|| replicated_contact(tx, id))
         .transpose()?;
-    log::record(tx, *id, edit.changes(contact), env.now_ms, Outbox::Held)?;
+    log::record(tx, *id, edit.changes(contact), env.now_ms, Outbox::Queued)?;
     Ok(())
 }
 
@@ -316,8 +316,8 @@ fn step(
     history::record(tx, id, env.now_ms, State::of(to, status), note)
 }
 
-/// Validates a draft, names its ward and queues it (and its held changes) for sending, or
-/// returns every problem.
+/// Validates a draft, names its ward and queues it for sending (its changes, waiting in the
+/// outbox, go with the next sync), or returns every problem.
 pub(crate) fn submit(
     tx: &Transaction,
     defs: &DefinitionCache,
@@ -367,11 +367,10 @@ pub(crate) fn submit(
         ward.as_ref().map(|w| &w.name),
         env.now_ms
     ])?;
-    history::record(tx, id, env.now_ms, State::Queued, None)?;
-    log::queue(tx, id)
+    history::record(tx, id, env.now_ms, State::Queued, None)
 }
 
-/// Takes a queued request back to a draft, its changes held again, so it can be edited.
+/// Takes a queued request back to a draft (its changes wait again), so it can be edited.
 pub(crate) fn withdraw(tx: &Transaction, env: Env, id: &RequestId) -> Result<()> {
     step(
         tx,
@@ -381,8 +380,7 @@ pub(crate) fn withdraw(tx: &Transaction, env: Env, id: &RequestId) -> Result<()>
         Lifecycle::Draft,
         None,
         "withdraw",
-    )?;
-    log::unqueue(tx, id)
+    )
 }
 
 /// The request was handed to the server.
@@ -419,7 +417,7 @@ pub(crate) fn delete(tx: &Transaction, id: &RequestId) -> Result<()> {
 
 /// The server refused a request: its unacknowledged changes leave the log (the server never
 /// held them), and if it is the user's own and on its way, it goes back to being a draft with
-/// the reason, its whole content logged again (held) for when it is resubmitted.
+/// the reason, its whole content logged again for when it is resubmitted.
 pub(crate) fn reject(tx: &Transaction, env: Env, id: &RequestId, reason: &str) -> Result<()> {
     log::drop_unsent(tx, id)?;
     if let Some((Lifecycle::Queued | Lifecycle::Sent, _)) = lifecycle_of(tx, id)? {
@@ -439,7 +437,7 @@ pub(crate) fn reject(tx: &Transaction, env: Env, id: &RequestId, reason: &str) -
     Ok(())
 }
 
-/// Logs a request's whole content again as new changes, held: for a request the server refused
+/// Logs a request's whole content again as new changes: for a request the server refused
 /// before it held any of it, so that resubmitting sends it afresh.
 fn relog(tx: &Transaction, env: Env, id: &RequestId) -> Result<()> {
     let d = load(tx, id, false)?;
@@ -454,7 +452,7 @@ fn relog(tx: &Transaction, env: Env, id: &RequestId) -> Result<()> {
         contact: None,
         anonymous: None,
     };
-    let mut values = vec![creation(tx, &d.service_code, created_at)?];
+    let mut values = vec![creation(env, &d.service_code, created_at)];
     values.extend(edit.changes(Some(replicated_contact(tx, id)?)));
     for p in photos::photos(tx, id)? {
         values.push(FieldValue::Photo(PhotoRef {
@@ -463,7 +461,7 @@ fn relog(tx: &Transaction, env: Env, id: &RequestId) -> Result<()> {
             height: p.height,
         }));
     }
-    log::record(tx, *id, values, env.now_ms, Outbox::Held)?;
+    log::record(tx, *id, values, env.now_ms, Outbox::Queued)?;
     Ok(())
 }
 
@@ -604,7 +602,7 @@ pub(crate) fn attach_photo(
     };
     tx.prepare_cached("UPDATE requests SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![id, env.now_ms])?;
-    log::record(tx, *id, values, env.now_ms, Outbox::Held)?;
+    log::record(tx, *id, values, env.now_ms, Outbox::Queued)?;
     Ok(AttachedPhoto {
         photo: info,
         quality: photo.quality,
@@ -623,7 +621,7 @@ pub(crate) fn detach_photo(tx: &Transaction, env: Env, id: &RequestId, sha256: &
         *id,
         vec![FieldValue::PhotoRemove(sha256.to_string())],
         env.now_ms,
-        Outbox::Held,
+        Outbox::Queued,
     )?;
     Ok(())
 }

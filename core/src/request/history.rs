@@ -1,12 +1,14 @@
 //! A request's history, read from two sources without writing anything twice: the change log
 //! (its creation, and every status the city set, with the note that came with it) and the
 //! device's own lifecycle events (queued, sent, accepted, withdrawn, refused, and statuses
-//! learned outside sync).
+//! learned outside sync), kept in the request's row as a JSON list: a step writes the page the
+//! row is on, which the step changes anyway.
 
 use rusqlite::{params, Connection, Transaction};
+use serde::Deserialize;
 
 use super::HistoryEntry;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sync::log;
 use crate::vocab::time::from_ms;
 use crate::vocab::{Field, FieldValue, RequestId, State};
@@ -20,12 +22,20 @@ pub(super) fn record(
     note: Option<&str>,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO request_events (request_id, seq, at, state, note)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_events WHERE request_id = ?1),
-                 ?2, ?3, ?4)",
+        "UPDATE requests SET events = json_insert(events, '$[#]',
+             json_object('at', ?2, 'state', ?3, 'note', ?4))
+         WHERE id = ?1",
     )?
     .execute(params![id, at, to.as_str(), note])?;
     Ok(())
+}
+
+/// One of the device's own steps, as the row keeps it.
+#[derive(Deserialize)]
+struct Event {
+    at: i64,
+    state: String,
+    note: Option<String>,
 }
 
 pub(super) fn history(conn: &Connection, id: &RequestId) -> Result<Vec<HistoryEntry>> {
@@ -38,16 +48,16 @@ pub(super) fn history(conn: &Connection, id: &RequestId) -> Result<Vec<HistoryEn
             steps.push((at, State::Draft, None));
         }
     }
-    let mut events = conn.prepare_cached(
-        "SELECT at, state, note FROM request_events WHERE request_id = ?1 ORDER BY seq",
-    )?;
-    let rows = events.query_map([id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+    let events: String = conn
+        .prepare_cached("SELECT events FROM requests WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let events: Vec<Event> = serde_json::from_str(&events).map_err(|e| Error::Stored {
+        what: "a request's lifecycle events",
+        detail: e.to_string(),
     })?;
-    for row in rows {
-        let (at, state, note) = row?;
-        if let Some(state) = State::parse(&state) {
-            steps.push((at, state, note));
+    for e in events {
+        if let Some(state) = State::parse(&e.state) {
+            steps.push((e.at, state, e.note));
         }
     }
     for c in &logged {

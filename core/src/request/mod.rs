@@ -25,7 +25,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::geo::Ward;
-use crate::vocab::{Contact, IdSource, Location, State};
+use crate::vocab::{Contact, IdSource, Location, ReplicaId, State};
 
 pub(crate) use edit::{
     accept, attach_photo, create, delete, detach_photo, edit, learned_status, mark_sent, reject,
@@ -44,6 +44,8 @@ pub use validate::validate;
 pub(crate) struct Env<'a> {
     pub now_ms: i64,
     pub ids: &'a IdSource,
+    /// This store's replica id in the change log.
+    pub replica: &'a ReplicaId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -22,13 +22,18 @@ use crate::photo::{self, PhotoOptions};
 use crate::request::{self, known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Env, PhotoInfo};
 use crate::sql;
 use crate::vocab::{
-    Clock, Entropy, IdSource, Location, OsEntropy, Problem, RequestId, State, SystemClock,
+    Clock, Entropy, IdSource, Location, OsEntropy, Problem, ReplicaId, RequestId, State,
+    SystemClock,
 };
 
 /// `PRAGMA application_id`: marks a file as Curbside's ("CURB").
 const APPLICATION_ID: i32 = 0x4355_5242;
 /// Idle reader connections kept open.
 const READERS: usize = 4;
+/// Commits between two signals to the checkpointer.
+const CHECKPOINT_EVERY: u64 = 64;
+/// WAL pages past which the writer checkpoints by itself (the checkpointer fell behind).
+const WAL_CEILING_PAGES: u32 = 10_000;
 
 /// How hard a commit works to survive power loss. Both survive the app being killed at any
 /// moment: a commit is in the WAL before `commit` returns.
@@ -60,12 +65,61 @@ impl Default for Options {
     }
 }
 
+/// Copies the WAL back into the database from its own thread and connection, so that no write
+/// waits for it (a checkpoint run by the writer stalls the commit that triggers it, several
+/// times longer than the commit itself). Passive: it never blocks readers or the writer.
+struct Checkpointer {
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("curbside-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // A busy database only means the next signal tries again.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })?;
+        Ok(Checkpointer {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    fn nudge(&self) {
+        if let Some(w) = &self.wake {
+            let _ = w.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.wake.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub struct Store {
     writer: Mutex<Connection>,
+    commits: std::sync::atomic::AtomicU64,
+    checkpointer: Checkpointer,
     /// Idle reader connections; more are opened when all are busy.
     readers: Mutex<Vec<Connection>>,
     clock: Arc<dyn Clock>,
     ids: IdSource,
+    replica: ReplicaId,
     definitions: DefinitionCache,
     photo_options: PhotoOptions,
     /// Loaded on first use: most app starts never need the ward polygons.
@@ -140,7 +194,8 @@ impl Store {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {};
              PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = {WAL_CEILING_PAGES};",
             match options.durability {
                 Durability::Normal => "NORMAL",
                 Durability::Full => "FULL",
@@ -148,7 +203,7 @@ impl Store {
         ))
         .map_err(|e| classify(&path, e))?;
         let mut conn = conn;
-        {
+        let replica = {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Another process may have initialised the file while we waited for the lock.
             let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -157,17 +212,22 @@ impl Store {
                 tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
                 catalog::replace(&tx, &Catalog::toronto(), options.clock.now_ms())?;
             }
-            crate::sync::log::init_replica(&tx, &*options.entropy)?;
+            let replica = crate::sync::log::init_replica(&tx, &*options.entropy)?;
             // Photo bytes whose link did not survive (an older build's crash, a hand edit).
             request::remove_orphans(&tx)?;
             tx.commit()?;
-        }
+            replica
+        };
         sql::keep_statements_prepared(&conn)?;
+        let checkpointer = Checkpointer::start(&path)?;
         Ok(Store {
             writer: Mutex::new(conn),
+            commits: std::sync::atomic::AtomicU64::new(0),
+            checkpointer,
             readers: Mutex::new(Vec::new()),
             clock: options.clock,
             ids: IdSource::new(options.entropy),
+            replica,
             definitions: DefinitionCache::default(),
             photo_options: PhotoOptions::default(),
             jurisdiction: OnceLock::new(),
@@ -190,6 +250,7 @@ impl Store {
         Env {
             now_ms: self.clock.now_ms(),
             ids: &self.ids,
+            replica: &self.replica,
         }
     }
 
@@ -202,6 +263,12 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        let commits = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if commits % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
+            self.checkpointer.nudge();
+        }
         Ok(value)
     }
 

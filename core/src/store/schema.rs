@@ -169,9 +169,10 @@ INSERT INTO sync_outbox (request_id, id)
     WHERE replica = (SELECT value FROM meta WHERE key = 'replica_id') ORDER BY seq;";
 
 /// Version 5: a request's device-local lifecycle and the city's replicated status become two
-/// columns (the state a person sees is derived from them, and indexed); the history keeps only
-/// the device's own steps, since the change log tells the rest; the outbox holds a draft's
-/// changes back instead of the sync engine looking at the requests table.
+/// columns (the state a person sees is derived from them); the device's own lifecycle steps
+/// move into the row, read and written with it, and keep only what the change log does not
+/// already tell (the creation, the city's statuses). Requests are few on a device and listed
+/// newest first, so the state index goes: every step of a request wrote two of its pages.
 const V5: &str = "
 ALTER TABLE requests RENAME COLUMN state TO lifecycle;
 ALTER TABLE requests ADD COLUMN status TEXT;
@@ -182,28 +183,19 @@ UPDATE requests SET
 DROP INDEX requests_by_state;
 ALTER TABLE requests ADD COLUMN state TEXT GENERATED ALWAYS AS
     (CASE lifecycle WHEN 'delivered' THEN COALESCE(status, 'accepted') ELSE lifecycle END) VIRTUAL;
-CREATE INDEX requests_by_state ON requests (state);
--- The device's own steps with a request: what it became, when, and why.
-CREATE TABLE request_events (
-    request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
-    seq        INTEGER NOT NULL,
-    at         INTEGER NOT NULL,
-    state      TEXT NOT NULL,
-    note       TEXT,
-    PRIMARY KEY (request_id, seq)
-) WITHOUT ROWID;
-INSERT INTO request_events (request_id, seq, at, state, note)
-    SELECT h.request_id, h.seq, h.at, h.to_state, h.note FROM request_history h
-    WHERE NOT (h.from_state IS NULL AND EXISTS (SELECT 1 FROM sync_change_rows c
+-- The device's own steps with the request, oldest first: [{at, state, note}].
+ALTER TABLE requests ADD COLUMN events TEXT NOT NULL DEFAULT '[]';
+UPDATE requests SET events = COALESCE((
+    SELECT json_group_array(json_object('at', at, 'state', to_state, 'note', note)) FROM (
+        SELECT h.at, h.to_state, h.note FROM request_history h
+        WHERE h.request_id = requests.id
+          AND NOT (h.from_state IS NULL AND EXISTS (SELECT 1 FROM sync_change_rows c
                    WHERE c.request_id = h.request_id AND c.field = 'create'))
-      AND NOT (h.to_state IN ('in_progress', 'scheduled', 'completed', 'cancelled')
-               AND EXISTS (SELECT 1 FROM sync_change_rows c
-                   WHERE c.request_id = h.request_id AND c.field = 'status'));
+          AND NOT (h.to_state IN ('in_progress', 'scheduled', 'completed', 'cancelled')
+                   AND EXISTS (SELECT 1 FROM sync_change_rows c
+                   WHERE c.request_id = h.request_id AND c.field = 'status'))
+        ORDER BY h.seq)), '[]');
 DROP TABLE request_history;";
-
-const HOLD_DRAFTS: &str = "
-UPDATE sync_outbox SET held = 1 WHERE request IN
-    (SELECT q.n FROM sync_requests q JOIN requests r ON r.id = q.id WHERE r.lifecycle = 'draft');";
 
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`.
 pub const LADDER: [Step; VERSION as usize] = [
@@ -219,8 +211,7 @@ pub const LADDER: [Step; VERSION as usize] = [
     |tx| tx.execute_batch(&upgrade_v3_to_v4()),
     |tx| {
         tx.execute_batch(V5)?;
-        tx.execute_batch(OUTBOX_V5)?;
-        tx.execute_batch(HOLD_DRAFTS)
+        tx.execute_batch(OUTBOX_V5)
     },
 ];
 

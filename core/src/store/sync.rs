@@ -16,7 +16,7 @@ use crate::sync::protocol::{RegisterBody, Registered, Role, SyncResponse};
 use crate::sync::transport::Transport;
 use crate::sync::{ApplyReport, Change, Document, Progress, SyncOptions, SyncReport};
 use crate::vocab::limits::MAX_NOTE_CHARS;
-use crate::vocab::{FieldValue, Note, Priority, Problem, ProblemKind, RequestId, State};
+use crate::vocab::{FieldValue, Lifecycle, Note, Priority, Problem, ProblemKind, RequestId, State};
 
 /// Who this device is on its server. The token is not part of it: it stays in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +52,14 @@ fn registration(conn: &rusqlite::Connection) -> Result<Option<(Registration, Str
         },
         token,
     )))
+}
+
+/// A draft's changes wait in the outbox until it is submitted.
+fn is_draft(conn: &rusqlite::Connection, id: &RequestId) -> Result<bool> {
+    Ok(matches!(
+        request::lifecycle_of(conn, id)?,
+        Some((Lifecycle::Draft, _))
+    ))
 }
 
 impl Store {
@@ -94,9 +102,9 @@ impl Store {
         Ok(self.read(registration)?.map(|(r, _)| r))
     }
 
-    /// Changes waiting to be pushed (drafts' held back).
+    /// Changes waiting to be pushed (drafts' wait until they are submitted).
     pub fn pending_changes(&self) -> Result<u64> {
-        self.read(log::pending_count)
+        self.read(|c| log::pending_count(c, |id| is_draft(c, id)))
     }
 
     /// Pushes everything pending and pulls everything new from the registered server (HTTP),
@@ -251,7 +259,7 @@ impl Replica for Store {
     fn outgoing(&self, limit: usize) -> Result<Outgoing> {
         let env = self.env();
         self.write(|tx| {
-            let changes = log::pending(tx, limit)?;
+            let changes = log::pending(tx, limit, |id| is_draft(tx, id))?;
             let ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
             for id in ids {
                 if let Some((crate::vocab::Lifecycle::Queued, _)) = request::lifecycle_of(tx, &id)?

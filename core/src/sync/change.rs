@@ -75,51 +75,152 @@ impl TryFrom<WireChange> for Change {
 
     /// Checks everything but the stamp's distance from now: ids, the field, the value's shape.
     fn try_from(w: WireChange) -> Result<Change, ChangeError> {
-        let id_text: String = w.id.chars().take(80).collect();
-        let malformed = |reason: &str| ChangeError::Malformed {
-            id: id_text.clone(),
-            reason: reason.into(),
-        };
-        if w.id.is_empty() || w.id.len() > 128 {
-            return Err(malformed(
-                "id and replica must be 1–128 and 1–64 characters",
-            ));
-        }
-        let replica = ReplicaId::parse(&w.replica)
-            .ok_or_else(|| malformed("id and replica must be 1–128 and 1–64 characters"))?;
-        let id = ChangeId::parse(&w.id, &replica)
-            .ok_or_else(|| malformed("id must be replica:counter"))?;
-        let request_id =
-            RequestId::parse(&w.request_id).map_err(|_| malformed("request_id is not a UUID"))?;
-        let value = FieldValue::decode(&w.field, w.value).map_err(|e| match e {
-            ValueError::UnknownField(field) => ChangeError::UnknownField {
-                id: id_text.clone(),
-                field,
-            },
-            ValueError::Bad { field, reason } => ChangeError::BadValue {
-                id: id_text.clone(),
-                field,
-                reason,
-            },
-        })?;
-        Ok(Change {
-            id,
-            request_id,
-            value,
-            hlc: Hlc(w.hlc),
-            replaced: w.replaced.map(Hlc),
+        let field = w.field;
+        let value = w.value;
+        build(w.id, &w.request_id, &w.replica, w.hlc, w.replaced, |id| {
+            FieldValue::decode(&field, value).map_err(|e| refused(id, e))
         })
     }
 }
 
-impl Serialize for Change {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_wire().serialize(s)
+fn refused(id: &str, e: ValueError) -> ChangeError {
+    match e {
+        ValueError::UnknownField(field) => ChangeError::UnknownField {
+            id: id.to_string(),
+            field,
+        },
+        ValueError::Bad { field, reason } => ChangeError::BadValue {
+            id: id.to_string(),
+            field,
+            reason,
+        },
     }
 }
 
+/// A change from its parts, checked: ids well formed, and the value `value` reads.
+fn build(
+    id: String,
+    request_id: &str,
+    replica: &str,
+    hlc: u64,
+    replaced: Option<u64>,
+    value: impl FnOnce(&str) -> Result<FieldValue, ChangeError>,
+) -> Result<Change, ChangeError> {
+    let id_text: String = id.chars().take(80).collect();
+    let malformed = |reason: &str| ChangeError::Malformed {
+        id: id_text.clone(),
+        reason: reason.into(),
+    };
+    if id.is_empty() || id.len() > 128 {
+        return Err(malformed(
+            "id and replica must be 1–128 and 1–64 characters",
+        ));
+    }
+    let replica = ReplicaId::parse(replica)
+        .ok_or_else(|| malformed("id and replica must be 1–128 and 1–64 characters"))?;
+    let change_id =
+        ChangeId::parse(&id, &replica).ok_or_else(|| malformed("id must be replica:counter"))?;
+    let request_id =
+        RequestId::parse(request_id).map_err(|_| malformed("request_id is not a UUID"))?;
+    Ok(Change {
+        id: change_id,
+        request_id,
+        value: value(&id_text)?,
+        hlc: Hlc(hlc),
+        replaced: replaced.map(Hlc),
+    })
+}
+
+/// The wire form, written straight from the typed change.
+impl Serialize for Change {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Change", 7)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("request_id", &self.request_id)?;
+        st.serialize_field("field", &*self.field().name())?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("hlc", &self.hlc.0)?;
+        st.serialize_field("replica", self.id.replica.as_str())?;
+        if let Some(r) = self.replaced {
+            st.serialize_field("replaced", &r.0)?;
+        }
+        st.end()
+    }
+}
+
+/// Read as it streams: when `field` comes before `value`, as every Curbside writer puts it, the
+/// value is decoded straight into its type; otherwise it is held as JSON until the end.
 impl<'de> Deserialize<'de> for Change {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Change::try_from(WireChange::deserialize(d)?).map_err(serde::de::Error::custom)
+        use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+
+        enum Read {
+            Typed(Result<FieldValue, ValueError>),
+            Held(Value),
+        }
+
+        struct Seed<'a>(&'a Field);
+        impl<'de> serde::de::DeserializeSeed<'de> for Seed<'_> {
+            type Value = FieldValue;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<FieldValue, D::Error> {
+                FieldValue::read(self.0, d).map_err(D::Error::custom)
+            }
+        }
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Change;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a change")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Change, A::Error> {
+                let (mut id, mut request_id, mut replica) = (None, None, None);
+                let (mut field, mut value, mut hlc, mut replaced) = (None, None, None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "id" => id = Some(map.next_value::<String>()?),
+                        "request_id" => request_id = Some(map.next_value::<String>()?),
+                        "replica" => replica = Some(map.next_value::<String>()?),
+                        "field" => {
+                            let name = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                            field = Some(Field::parse(&name).ok_or_else(|| {
+                                A::Error::custom(format!("unknown field {name:?}"))
+                            })?);
+                        }
+                        "value" => {
+                            value = Some(match &field {
+                                Some(f) => Read::Typed(Ok(map.next_value_seed(Seed(f))?)),
+                                None => Read::Held(map.next_value::<Value>()?),
+                            })
+                        }
+                        "hlc" => hlc = Some(map.next_value::<u64>()?),
+                        "replaced" => replaced = map.next_value::<Option<u64>>()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let missing = |what: &'static str| A::Error::missing_field(what);
+                let field = field.ok_or_else(|| missing("field"))?;
+                let value = match value.ok_or_else(|| missing("value"))? {
+                    Read::Typed(v) => v,
+                    Read::Held(v) => FieldValue::from_json(&field, v),
+                };
+                build(
+                    id.ok_or_else(|| missing("id"))?,
+                    &request_id.ok_or_else(|| missing("request_id"))?,
+                    &replica.ok_or_else(|| missing("replica"))?,
+                    hlc.ok_or_else(|| missing("hlc"))?,
+                    replaced,
+                    |id| value.map_err(|e| refused(id, e)),
+                )
+                .map_err(A::Error::custom)
+            }
+        }
+        d.deserialize_map(V)
     }
 }

@@ -7,9 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::change::Change;
 use super::clock::{Clock, Hlc};
@@ -31,6 +31,7 @@ struct Names {
     requests: HashMap<RequestId, i64>,
     replicas: HashMap<ReplicaId, i64>,
     fields: HashMap<Field, i64>,
+    fields_loaded: bool,
     /// Requests numbered by this batch: the log held no change of them before it.
     new_requests: HashSet<RequestId>,
 }
@@ -75,6 +76,20 @@ impl Names {
     fn field(&mut self, tx: &Transaction, field: Field) -> Result<i64> {
         if let Some(n) = self.fields.get(&field) {
             return Ok(*n);
+        }
+        // Fields are few: one read learns them all.
+        if !self.fields_loaded {
+            self.fields_loaded = true;
+            let mut stmt = tx.prepare_cached("SELECT n, name FROM sync_fields")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                if let Some(f) = Field::parse(r.get_ref(1)?.as_str().map_err(stored)?) {
+                    self.fields.insert(f, r.get(0)?);
+                }
+            }
+            if let Some(n) = self.fields.get(&field) {
+                return Ok(*n);
+            }
         }
         let n = number(tx, "sync_fields", "name", &field.name())?.0;
         self.fields.insert(field, n);
@@ -132,6 +147,94 @@ fn save_clock(tx: &Transaction, clock: &Clock) -> Result<()> {
     Ok(sql::set(tx, Key::HLC_LAST, &clock.last.0.to_string())?)
 }
 
+/// What a replica needs to make changes: its id, clock and counter.
+struct Local {
+    replica: ReplicaId,
+    clock: Clock,
+    counter: u64,
+}
+
+/// Replica id, last stamp, clock offset and counter in `meta`; counter and stamp of the
+/// outbox's last row.
+type LocalRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// [`Local`] in one read: recording an edit is on every write path. The counter and the last
+/// stamp are in `meta`, or later in the outbox's last row: an edit queued for the server needs
+/// no other write to remember them ([`remember_local`] moves them to `meta` before outbox rows
+/// go).
+fn local(conn: &Connection) -> Result<Local> {
+    let (replica, last, offset, counter, queued_counter, queued_hlc): LocalRow = conn
+        .prepare_cached(
+            "SELECT (SELECT value FROM meta WHERE key = ?1), (SELECT value FROM meta WHERE key = ?2),
+                    (SELECT value FROM meta WHERE key = ?3), (SELECT value FROM meta WHERE key = ?4),
+                    o.counter, c.hlc
+             FROM (SELECT 1) LEFT JOIN (SELECT * FROM sync_outbox ORDER BY counter DESC LIMIT 1) o
+             LEFT JOIN sync_changes c
+               ON c.request = o.request AND c.replica = o.replica AND c.counter = o.counter",
+        )?
+        .query_row(
+            [
+                Key::REPLICA_ID.name(),
+                Key::HLC_LAST.name(),
+                Key::CLOCK_OFFSET.name(),
+                Key::CHANGE_COUNTER.name(),
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?;
+    let num = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let offset = offset.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let last = num(last).max(queued_hlc.unwrap_or(0) as u64);
+    let counter = num(counter).max(queued_counter.unwrap_or(0) as u64);
+    Ok(Local {
+        replica: replica
+            .as_deref()
+            .and_then(ReplicaId::parse)
+            .ok_or(Error::Stored {
+                what: "the replica id",
+                detail: "missing or unreadable".into(),
+            })?,
+        clock: Clock::new(Hlc(last), offset),
+        counter,
+    })
+}
+
+/// Moves the counter and the last stamp into `meta` before outbox rows are removed.
+fn remember_local(tx: &Transaction) -> Result<()> {
+    let l = local(tx)?;
+    save_local(tx, &l.clock, l.counter)
+}
+
+/// Saves the clock and the counter in one write.
+fn save_local(tx: &Transaction, clock: &Clock, counter: u64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2), (?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![
+        Key::HLC_LAST.name(),
+        clock.last.0.to_string(),
+        Key::CHANGE_COUNTER.name(),
+        counter.to_string()
+    ])?;
+    Ok(())
+}
+
 const INSERT: &str =
     "INSERT INTO sync_changes (request, replica, counter, field, value, hlc, replaced, seq)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -150,7 +253,7 @@ fn insert(
         key.1,
         key.2,
         field,
-        c.value.to_json().to_string(),
+        c.value.to_json_text(),
         c.hlc.0 as i64,
         c.replaced.map(|h| h.0 as i64),
         seq as i64
@@ -158,13 +261,20 @@ fn insert(
     Ok(inserted == 1)
 }
 
+/// Rows one multi-row INSERT of a local edit carries at most.
+const ROWS_PER_INSERT: usize = 16;
+
+/// `{head} VALUES (?, …), …`: `rows` rows of `columns` parameters.
+fn rows_sql(head: &str, columns: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("{head} VALUES {}", vec![row; rows].join(", "))
+}
+
 /// Where a replica's own new changes go besides the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outbox {
-    /// Queued for the server.
+    /// Into the outbox, for the server (a caller may hold some back: see [`pending`]).
     Queued,
-    /// Kept back until released by [`queue`]: a draft's, until it is submitted.
-    Held,
     /// Nowhere: the server's own changes (it has no one to push them to).
     None,
 }
@@ -178,9 +288,11 @@ pub fn record(
     now_ms: i64,
     outbox: Outbox,
 ) -> Result<Vec<Change>> {
-    let replica = replica_id(tx)?;
-    let mut clock = clock(tx)?;
-    let mut counter: u64 = sql::get_num(tx, Key::CHANGE_COUNTER, 0)?;
+    let Local {
+        replica,
+        mut clock,
+        mut counter,
+    } = local(tx)?;
     let mut names = Names::default();
     let request_n = names.request(tx, &request_id)?;
     let replica_n = names.replica(tx, &replica)?;
@@ -204,10 +316,7 @@ pub fn record(
             .map(|(f, (h, r))| (f.clone(), (h, r.clone())))
             .collect();
     let mut out = Vec::with_capacity(values.len());
-    let mut stmt = tx.prepare_cached(INSERT)?;
-    let mut queue = tx.prepare_cached(
-        "INSERT INTO sync_outbox (request, replica, counter, held) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut fields = Vec::with_capacity(values.len());
     for value in values {
         counter += 1;
         let field = value.field();
@@ -225,46 +334,55 @@ pub fn record(
             hlc: clock.tick(now_ms),
             replaced,
         };
-        let field_n = names.field(tx, field.clone())?;
-        insert(
-            &mut stmt,
-            (request_n, replica_n, counter as i64),
-            field_n,
-            &change,
-            counter,
-        )?;
-        if outbox != Outbox::None {
-            queue.execute(params![
-                request_n,
-                replica_n,
-                counter as i64,
-                outbox == Outbox::Held
-            ])?;
-        }
+        fields.push(names.field(tx, field.clone())?);
         current.insert(field, (change.hlc, replica.clone()));
         out.push(change);
     }
-    save_clock(tx, &clock)?;
-    sql::set(tx, Key::CHANGE_COUNTER, &counter.to_string())?;
-    Ok(out)
-}
-
-/// Releases a request's held changes to the server: a draft being submitted.
-pub fn queue(tx: &Transaction, request_id: &RequestId) -> Result<()> {
-    hold(tx, request_id, false)
-}
-
-/// Holds back a request's unsent changes: a queued request withdrawn to a draft.
-pub fn unqueue(tx: &Transaction, request_id: &RequestId) -> Result<()> {
-    hold(tx, request_id, true)
-}
-
-fn hold(tx: &Transaction, request_id: &RequestId, held: bool) -> Result<()> {
-    if let Some(n) = request_number(tx, request_id)? {
-        tx.prepare_cached("UPDATE sync_outbox SET held = ?2 WHERE request = ?1 AND held <> ?2")?
-            .execute(params![n, held])?;
+    // One statement per table for the whole edit: an edit is on every write path.
+    for (changes, fields) in out
+        .chunks(ROWS_PER_INSERT)
+        .zip(fields.chunks(ROWS_PER_INSERT))
+    {
+        let mut values = Vec::with_capacity(changes.len() * 8);
+        for (c, field) in changes.iter().zip(fields) {
+            values.extend([
+                Sql::Integer(request_n),
+                Sql::Integer(replica_n),
+                Sql::Integer(c.id.counter as i64),
+                Sql::Integer(*field),
+                Sql::Text(c.value.to_json_text()),
+                Sql::Integer(c.hlc.0 as i64),
+                c.replaced.map_or(Sql::Null, |h| Sql::Integer(h.0 as i64)),
+                Sql::Integer(c.id.counter as i64),
+            ]);
+        }
+        tx.prepare_cached(&rows_sql(
+            "INSERT INTO sync_changes (request, replica, counter, field, value, hlc, replaced, seq)",
+            8,
+            changes.len(),
+        ))?
+        .execute(params_from_iter(values))?;
+        if outbox == Outbox::Queued {
+            let queued = changes.iter().flat_map(|c| {
+                [
+                    Sql::Integer(c.id.counter as i64),
+                    Sql::Integer(request_n),
+                    Sql::Integer(replica_n),
+                ]
+            });
+            tx.prepare_cached(&rows_sql(
+                "INSERT INTO sync_outbox (counter, request, replica)",
+                3,
+                changes.len(),
+            ))?
+            .execute(params_from_iter(queued))?;
+        }
     }
-    Ok(())
+    // Queued, the last change is the outbox's last row, which remembers the clock and counter.
+    if outbox == Outbox::None || out.is_empty() {
+        save_local(tx, &clock, counter)?;
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -285,12 +403,15 @@ pub fn apply_noting_new(
     changes: &[Change],
     now_ms: i64,
 ) -> Result<(ApplyReport, HashSet<RequestId>)> {
-    let mut clock = clock(tx)?;
+    let Local {
+        mut clock,
+        counter: mut seq,
+        ..
+    } = local(tx)?;
     let now = now_ms.saturating_add(clock.offset_ms);
     for c in changes {
         c.check_stamp(now, MAX_AHEAD_MS)?;
     }
-    let mut seq: u64 = sql::get_num(tx, Key::CHANGE_COUNTER, 0)?;
     let mut report = ApplyReport::default();
     let mut names = Names::default();
     let mut stmt = tx.prepare_cached(INSERT)?;
@@ -304,8 +425,7 @@ pub fn apply_noting_new(
         }
         clock.observe(c.hlc, now_ms);
     }
-    save_clock(tx, &clock)?;
-    sql::set(tx, Key::CHANGE_COUNTER, &seq.to_string())?;
+    save_local(tx, &clock, seq)?;
     Ok((report, names.new_requests))
 }
 
@@ -322,18 +442,18 @@ fn stored(detail: impl ToString) -> Error {
 /// A change read back from the log. What the log holds was checked on the way in, so a failure
 /// here is a damaged or hand-edited file.
 fn change_from_row(r: &rusqlite::Row) -> Result<Change> {
-    let request: String = r.get(0)?;
-    let replica: String = r.get(1)?;
-    let field: String = r.get(3)?;
-    let value: String = r.get(4)?;
-    let value: Value = serde_json::from_str(&value).map_err(stored)?;
+    let request: &str = r.get_ref(0)?.as_str().map_err(stored)?;
+    let replica: &str = r.get_ref(1)?.as_str().map_err(stored)?;
+    let field: &str = r.get_ref(3)?.as_str().map_err(stored)?;
+    let field = Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?;
+    let value: &str = r.get_ref(4)?.as_str().map_err(stored)?;
     Ok(Change {
-        request_id: RequestId::parse(&request).map_err(stored)?,
+        request_id: RequestId::parse(request).map_err(stored)?,
         id: ChangeId {
-            replica: ReplicaId::parse(&replica).ok_or_else(|| stored("replica id"))?,
+            replica: ReplicaId::parse(replica).ok_or_else(|| stored("replica id"))?,
             counter: r.get::<_, i64>(2)? as u64,
         },
-        value: FieldValue::decode(&field, value).map_err(stored)?,
+        value: FieldValue::from_json_text(&field, value).map_err(stored)?,
         hlc: Hlc(r.get::<_, i64>(5)? as u64),
         replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
     })
@@ -438,6 +558,7 @@ pub fn holds(conn: &Connection, request_id: &RequestId, field: Option<&Field>) -
 /// Forgets a request that never left this replica: its changes and its queue entries.
 pub fn forget(tx: &Transaction, request_id: &RequestId) -> Result<()> {
     if let Some(n) = request_number(tx, request_id)? {
+        remember_local(tx)?;
         tx.prepare_cached("DELETE FROM sync_changes WHERE request = ?1")?
             .execute([n])?;
         tx.prepare_cached("DELETE FROM sync_outbox WHERE request = ?1")?
@@ -449,6 +570,7 @@ pub fn forget(tx: &Transaction, request_id: &RequestId) -> Result<()> {
 /// Drops a request's changes the server has not acknowledged (it refused them).
 pub fn drop_unsent(tx: &Transaction, request_id: &RequestId) -> Result<()> {
     if let Some(n) = request_number(tx, request_id)? {
+        remember_local(tx)?;
         tx.execute(
             "DELETE FROM sync_changes WHERE (request, replica, counter) IN
                  (SELECT request, replica, counter FROM sync_outbox WHERE request = ?1)",
@@ -459,8 +581,8 @@ pub fn drop_unsent(tx: &Transaction, request_id: &RequestId) -> Result<()> {
     Ok(())
 }
 
-/// Drops every change the server holds, keeping the unsent ones (queued or held): before a
-/// full resync.
+/// Drops every change the server holds, keeping the unsent ones (the outbox): before a full
+/// resync.
 pub fn drop_sent(tx: &Transaction) -> Result<()> {
     tx.execute(
         "DELETE FROM sync_changes WHERE NOT EXISTS (SELECT 1 FROM sync_outbox o
@@ -471,31 +593,66 @@ pub fn drop_sent(tx: &Transaction) -> Result<()> {
     Ok(())
 }
 
-/// The next changes to push, oldest first: queued, not held, not acknowledged.
-pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<Change>> {
+/// The next changes to push, oldest first, at most `limit`, leaving out those of requests
+/// `held` holds back (a device's drafts: their changes wait in the outbox until submitted).
+pub fn pending(
+    conn: &Connection,
+    limit: usize,
+    mut held: impl FnMut(&RequestId) -> Result<bool>,
+) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.request_id, c.replica, c.counter, c.field, c.value, c.hlc, c.replaced
          FROM sync_outbox o JOIN sync_change_rows c
            ON c.request_n = o.request AND c.replica_n = o.replica AND c.counter = o.counter
-         WHERE o.held = 0 ORDER BY o.counter LIMIT ?1",
+         ORDER BY o.counter",
     )?;
-    let mut rows = stmt.query([limit as i64])?;
+    let mut rows = stmt.query([])?;
+    let mut verdicts: HashMap<RequestId, bool> = HashMap::new();
     let mut changes = Vec::new();
-    while let Some(r) = rows.next()? {
-        changes.push(change_from_row(r)?);
+    while changes.len() < limit {
+        let Some(r) = rows.next()? else { break };
+        let change = change_from_row(r)?;
+        let held = match verdicts.get(&change.request_id) {
+            Some(h) => *h,
+            None => {
+                let h = held(&change.request_id)?;
+                verdicts.insert(change.request_id, h);
+                h
+            }
+        };
+        if !held {
+            changes.push(change);
+        }
     }
     Ok(changes)
 }
 
-/// How many changes wait to be pushed (held ones not counted).
-pub fn pending_count(conn: &Connection) -> Result<u64> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM sync_outbox WHERE held = 0")?
-        .query_row([], |r| r.get::<_, i64>(0))? as u64)
+/// How many changes wait to be pushed, those `held` holds back not counted.
+pub fn pending_count(
+    conn: &Connection,
+    mut held: impl FnMut(&RequestId) -> Result<bool>,
+) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT q.id, count(*) FROM sync_outbox o JOIN sync_requests q ON q.n = o.request
+         GROUP BY o.request",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut total = 0;
+    while let Some(r) = rows.next()? {
+        let id = RequestId::parse(r.get_ref(0)?.as_str().map_err(stored)?).map_err(stored)?;
+        if !held(&id)? {
+            total += r.get::<_, i64>(1)? as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// Forgets queued changes the server has acknowledged.
 pub fn acknowledge(tx: &Transaction, changes: &[Change]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    remember_local(tx)?;
     let mut names = Names::default();
     let mut stmt = tx.prepare_cached(
         "DELETE FROM sync_outbox WHERE request = ?1 AND replica = ?2 AND counter = ?3",
@@ -510,8 +667,8 @@ pub fn acknowledge(tx: &Transaction, changes: &[Change]) -> Result<()> {
 /// Takes the server's estimate of this device's clock error and moves every change not yet
 /// sent by the correction, so a clock that ran a day ahead (or behind) does not win (or lose)
 /// every race. Stamps stay increasing, later than everything already sent or received, and
-/// references between unsent changes follow. Unsent changes are those in the outbox, held
-/// (drafts') or not. Returns how many changes were re-stamped.
+/// references between unsent changes follow. Unsent changes are those in the outbox, drafts'
+/// included. Returns how many changes were re-stamped.
 pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
     let old = clock(tx)?;
     sql::set(tx, Key::CLOCK_OFFSET, &offset_ms.to_string())?;

@@ -43,8 +43,7 @@ CREATE TABLE IF NOT EXISTS sync_changes (
     seq      INTEGER NOT NULL,
     PRIMARY KEY (request, replica, counter)
 ) WITHOUT ROWID;
--- This replica's own changes the server has not yet acknowledged, in the order they were
--- queued. A draft's are logged but queued only when it is submitted.
+-- This replica's own changes the server has not yet acknowledged, in the order they were made.
 CREATE TABLE IF NOT EXISTS sync_outbox (
     seq     INTEGER PRIMARY KEY,
     request INTEGER NOT NULL,
@@ -91,16 +90,16 @@ DROP TABLE sync_outbox_v3;"
     )
 }
 
-/// Version 5: the outbox keyed by the change it queues, in the order this replica made them,
-/// and able to hold a draft's changes back until it is submitted.
+/// Version 5: the outbox keyed by the counter of the change it queues, so it is in the order
+/// this replica made them and its last row holds the replica's latest counter and stamp (a
+/// local edit then needs no other write to remember them).
 pub const OUTBOX_V5: &str = "
 ALTER TABLE sync_outbox RENAME TO sync_outbox_v4;
 CREATE TABLE sync_outbox (
+    counter INTEGER NOT NULL,
     request INTEGER NOT NULL,
     replica INTEGER NOT NULL,
-    counter INTEGER NOT NULL,
-    held    INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (request, replica, counter)
+    PRIMARY KEY (counter, request, replica)
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO sync_outbox (request, replica, counter)
     SELECT request, replica, counter FROM sync_outbox_v4;

@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use super::contact::Contact;
 use super::limits::{
@@ -179,6 +179,35 @@ pub enum FieldValue {
     PhotoRemove(String),
 }
 
+/// The one encoding of values, for the log and the wire.
+impl Serialize for FieldValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let one = |s: S, key: &str, value: &str| {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(key, value)?;
+            m.end()
+        };
+        match self {
+            FieldValue::Create(c) => c.serialize(s),
+            FieldValue::ServiceRequestId(t) | FieldValue::Description(t) => s.serialize_str(t),
+            FieldValue::Attribute(_, values) => values.serialize(s),
+            FieldValue::Location(l) => l.serialize(s),
+            FieldValue::Address(a) | FieldValue::Assignee(a) => a.serialize(s),
+            FieldValue::Status(x) => x.serialize(s),
+            FieldValue::Priority(p) => p.serialize(s),
+            FieldValue::ExpectedAt(t) => t.serialize(s),
+            FieldValue::Visibility(v) => v.serialize(s),
+            FieldValue::Contact(c) if c.is_empty() => s.serialize_map(Some(0))?.end(),
+            FieldValue::Contact(c) => c.serialize(s),
+            FieldValue::Note(n) => n.serialize(s),
+            FieldValue::NoteRetract(id) => one(s, "id", id),
+            FieldValue::Photo(p) => p.serialize(s),
+            FieldValue::PhotoRemove(sha) => one(s, "sha256", sha),
+        }
+    }
+}
+
 /// The value as the wire writes it (JSON).
 impl fmt::Display for FieldValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -266,157 +295,148 @@ impl FieldValue {
 
     /// The value as the change log and the wire carry it.
     pub fn to_json(&self) -> Value {
-        let opt = |v: &Option<String>| v.as_ref().map_or(Value::Null, |s| json!(s));
-        match self {
-            FieldValue::Create(c) => json!(c),
-            FieldValue::ServiceRequestId(n) => json!(n),
-            FieldValue::Description(d) => json!(d),
-            FieldValue::Attribute(_, values) => json!(values),
-            FieldValue::Location(None) => Value::Null,
-            FieldValue::Location(Some(l)) => json!({
-                "lat": l.lat, "lon": l.lon, "accuracy_m": l.accuracy_m, "source": l.source,
-            }),
-            FieldValue::Address(a) | FieldValue::Assignee(a) => opt(a),
-            FieldValue::Status(s) => json!(s),
-            FieldValue::Priority(p) => json!(p),
-            FieldValue::ExpectedAt(t) => json!(t),
-            FieldValue::Visibility(v) => json!(v),
-            FieldValue::Contact(c) if c.is_empty() => json!({}),
-            FieldValue::Contact(c) => json!(c),
-            FieldValue::Note(n) => json!(n),
-            FieldValue::NoteRetract(id) => json!({ "id": id }),
-            FieldValue::Photo(p) => json!(p),
-            FieldValue::PhotoRemove(sha) => json!({ "sha256": sha }),
-        }
+        serde_json::to_value(self).expect("values serialise")
+    }
+
+    /// [`FieldValue::to_json`] as text, without building the JSON tree: what the log stores.
+    pub fn to_json_text(&self) -> String {
+        serde_json::to_string(self).expect("values serialise")
     }
 
     /// Reads and checks a value of `field` (shape and limits): nothing unchecked gets in.
     pub fn from_json(field: &Field, v: Value) -> Result<FieldValue, ValueError> {
+        FieldValue::read(field, v)
+    }
+
+    /// Reads a value of `field` from the text the log stores.
+    pub fn from_json_text(field: &Field, text: &str) -> Result<FieldValue, ValueError> {
+        FieldValue::read(field, &mut serde_json::Deserializer::from_str(text))
+    }
+
+    /// The one decoder, from any serde source (a JSON tree, log text, a change as it streams off
+    /// the wire): the field's type first, then its limits.
+    pub fn read<'de, D: Deserializer<'de>>(field: &Field, d: D) -> Result<FieldValue, ValueError> {
         let bad = |reason: &str| ValueError::Bad {
             field: field.name().into_owned(),
             reason: reason.into(),
         };
-        let text = |v: Value, max: usize| -> Result<String, ValueError> {
-            match v {
-                Value::String(s) if !too_long(&s, max) => Ok(s),
-                Value::String(_) => Err(bad(&format!("is longer than {max} characters"))),
-                _ => Err(bad("must be a string")),
+        macro_rules! read {
+            ($t:ty, $reason:expr) => {
+                <$t>::deserialize(d).map_err(|_| bad($reason))?
+            };
+        }
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        struct Sha {
+            sha256: String,
+        }
+        let text = "must be a string";
+        let value = match field {
+            Field::Create => FieldValue::Create(read!(Creation, "needs a service_code")),
+            Field::ServiceRequestId => {
+                FieldValue::ServiceRequestId(read!(String, "must be a string of digits"))
             }
-        };
-        let nullable_text = |v: Value, max: usize| match v {
-            Value::Null => Ok(None),
-            v => text(v, max).map(Some),
-        };
-        let member = |v: &Value, key: &str| -> Result<String, ValueError> {
-            match v.get(key).and_then(Value::as_str) {
-                Some(s) if !s.is_empty() && s.len() <= MAX_MEMBER_ID => Ok(s.to_string()),
-                _ => Err(bad(&format!("must be {{{key}}}"))),
+            Field::Description => FieldValue::Description(read!(String, text)),
+            Field::Address => FieldValue::Address(read!(Option<String>, text)),
+            Field::Assignee => FieldValue::Assignee(read!(Option<String>, text)),
+            Field::Priority => FieldValue::Priority(read!(
+                Option<Priority>,
+                "must be low, normal, high or urgent"
+            )),
+            Field::Visibility => {
+                FieldValue::Visibility(read!(Visibility, "must be public or private"))
             }
-        };
-        Ok(match field {
-            Field::Create => {
-                let c: Creation =
-                    serde_json::from_value(v).map_err(|_| bad("needs a service_code"))?;
-                if c.service_code.is_empty() || c.service_code.len() > MAX_ATTRIBUTE_CODE {
-                    return Err(bad("needs a service_code"));
-                }
-                FieldValue::Create(c)
-            }
-            Field::ServiceRequestId => match v {
-                Value::String(s)
-                    if (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) =>
-                {
-                    FieldValue::ServiceRequestId(s)
-                }
-                _ => return Err(bad("must be a string of digits")),
-            },
-            Field::Description => FieldValue::Description(text(v, MAX_DESCRIPTION_CHARS)?),
-            Field::Address => FieldValue::Address(nullable_text(v, MAX_ADDRESS_CHARS)?),
-            Field::Assignee => FieldValue::Assignee(nullable_text(v, MAX_ADDRESS_CHARS)?),
-            Field::Priority => FieldValue::Priority(
-                serde_json::from_value(v)
-                    .map_err(|_| bad("must be low, normal, high or urgent"))?,
+            Field::Status => FieldValue::Status(read!(
+                Status,
+                "must be accepted, in_progress, scheduled, completed or cancelled"
+            )),
+            Field::ExpectedAt => FieldValue::ExpectedAt(read!(
+                Option<i64>,
+                "must be milliseconds since 1970 or null"
+            )),
+            Field::Location => FieldValue::Location(read!(
+                Option<Location>,
+                "must be {lat, lon, accuracy_m, source}"
+            )),
+            Field::Contact => FieldValue::Contact(read!(
+                Contact,
+                "has only first_name, last_name, email and phone, as strings"
+            )),
+            Field::Attribute(code) => FieldValue::Attribute(
+                code.clone(),
+                read!(Vec<String>, "must be a list of strings"),
             ),
-            Field::Visibility => FieldValue::Visibility(
-                serde_json::from_value(v).map_err(|_| bad("must be public or private"))?,
+            Field::Note => FieldValue::Note(read!(Note, "must be {id, author, text, public}")),
+            Field::Photo => FieldValue::Photo(read!(PhotoRef, "must be {sha256, width, height}")),
+            Field::NoteRetract => FieldValue::NoteRetract(read!(Id, "must be {id}").id),
+            Field::PhotoRemove => FieldValue::PhotoRemove(read!(Sha, "must be {sha256}").sha256),
+        };
+        value.check().map_err(|reason| bad(&reason))?;
+        Ok(value)
+    }
+
+    /// The limits a value of the right type must keep.
+    fn check(&self) -> Result<(), String> {
+        let fail = |ok: bool, reason: &str| if ok { Ok(()) } else { Err(reason.to_string()) };
+        let within = |s: &str, max: usize| {
+            fail(
+                !too_long(s, max),
+                &format!("is longer than {max} characters"),
+            )
+        };
+        let member = |s: &str, key: &str| {
+            fail(
+                !s.is_empty() && s.len() <= MAX_MEMBER_ID,
+                &format!("must be {{{key}}}"),
+            )
+        };
+        match self {
+            FieldValue::Create(c) => fail(
+                !c.service_code.is_empty() && c.service_code.len() <= MAX_ATTRIBUTE_CODE,
+                "needs a service_code",
             ),
-            Field::Status => FieldValue::Status(serde_json::from_value(v).map_err(|_| {
-                bad("must be accepted, in_progress, scheduled, completed or cancelled")
-            })?),
-            Field::ExpectedAt => match v {
-                Value::Null => FieldValue::ExpectedAt(None),
-                v => FieldValue::ExpectedAt(Some(
-                    v.as_i64()
-                        .ok_or_else(|| bad("must be milliseconds since 1970 or null"))?,
-                )),
+            FieldValue::ServiceRequestId(n) => fail(
+                (1..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()),
+                "must be a string of digits",
+            ),
+            FieldValue::Description(d) => within(d, MAX_DESCRIPTION_CHARS),
+            FieldValue::Address(Some(a)) | FieldValue::Assignee(Some(a)) => {
+                within(a, MAX_ADDRESS_CHARS)
+            }
+            FieldValue::Location(Some(l)) => match l.problem() {
+                Some(p) => Err(p.message),
+                None => Ok(()),
             },
-            Field::Location => match v {
-                Value::Null => FieldValue::Location(None),
-                v => {
-                    let l: Location = serde_json::from_value(v)
-                        .map_err(|_| bad("must be {lat, lon, accuracy_m, source}"))?;
-                    if let Some(p) = l.problem() {
-                        return Err(bad(&p.message));
-                    }
-                    FieldValue::Location(Some(l))
-                }
-            },
-            Field::Contact => {
-                let c: Contact = serde_json::from_value(v).map_err(|_| {
-                    bad("has only first_name, last_name, email and phone, as strings")
-                })?;
-                let long = [&c.first_name, &c.last_name, &c.email, &c.phone]
+            FieldValue::Contact(c) => fail(
+                ![&c.first_name, &c.last_name, &c.email, &c.phone]
                     .into_iter()
                     .flatten()
-                    .any(|s| too_long(s, MAX_CONTACT_CHARS));
-                if long {
-                    return Err(bad(&format!(
-                        "has details longer than {MAX_CONTACT_CHARS} characters"
-                    )));
-                }
-                FieldValue::Contact(c)
-            }
-            Field::Attribute(code) => match v {
-                Value::Array(items)
-                    if items.len() <= MAX_ANSWER_VALUES
-                        && items
-                            .iter()
-                            .all(|x| x.as_str().is_some_and(|s| s.len() <= MAX_ANSWER_BYTES)) =>
-                {
-                    let values = items
-                        .into_iter()
-                        .map(|x| match x {
-                            Value::String(s) => s,
-                            _ => unreachable!("checked above"),
-                        })
-                        .collect();
-                    FieldValue::Attribute(code.clone(), values)
-                }
-                _ => return Err(bad("must be a list of strings")),
-            },
-            Field::Note => {
-                let n: Note = serde_json::from_value(v)
-                    .map_err(|_| bad("must be {id, author, text, public}"))?;
-                if n.id.is_empty()
-                    || n.id.len() > MAX_MEMBER_ID
-                    || n.author.len() > MAX_MEMBER_ID
-                    || too_long(&n.text, MAX_NOTE_CHARS)
-                {
-                    return Err(bad("must be {id, author, text, public}"));
-                }
-                FieldValue::Note(n)
-            }
-            Field::Photo => {
-                let p: PhotoRef = serde_json::from_value(v)
-                    .map_err(|_| bad("must be {sha256, width, height}"))?;
-                if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad("must be {sha256, width, height}"));
-                }
-                FieldValue::Photo(p)
-            }
-            Field::NoteRetract => FieldValue::NoteRetract(member(&v, "id")?),
-            Field::PhotoRemove => FieldValue::PhotoRemove(member(&v, "sha256")?),
-        })
+                    .any(|s| too_long(s, MAX_CONTACT_CHARS)),
+                &format!("has details longer than {MAX_CONTACT_CHARS} characters"),
+            ),
+            FieldValue::Attribute(_, values) => fail(
+                values.len() <= MAX_ANSWER_VALUES
+                    && values.iter().all(|v| v.len() <= MAX_ANSWER_BYTES),
+                "must be a list of strings",
+            ),
+            FieldValue::Note(n) => fail(
+                !n.id.is_empty()
+                    && n.id.len() <= MAX_MEMBER_ID
+                    && n.author.len() <= MAX_MEMBER_ID
+                    && !too_long(&n.text, MAX_NOTE_CHARS),
+                "must be {id, author, text, public}",
+            ),
+            FieldValue::Photo(p) => fail(
+                p.sha256.len() == 64 && p.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "must be {sha256, width, height}",
+            ),
+            FieldValue::NoteRetract(id) => member(id, "id"),
+            FieldValue::PhotoRemove(sha) => member(sha, "sha256"),
+            _ => Ok(()),
+        }
     }
 
     /// [`FieldValue::from_json`] of a field named as the log and the wire name it.
@@ -431,6 +451,7 @@ impl FieldValue {
 mod tests {
     use super::*;
     use crate::vocab::location::LocationSource;
+    use serde_json::json;
 
     fn every_kind() -> Vec<FieldValue> {
         vec![
@@ -482,7 +503,22 @@ mod tests {
             assert_eq!(Field::parse(&field.name()), Some(field.clone()));
             let back = FieldValue::decode(&field.name(), v.to_json()).unwrap();
             assert_eq!(back, v);
+            let text: Value = serde_json::from_str(&v.to_json_text()).unwrap();
+            assert_eq!(text, v.to_json(), "one encoding, as text or tree");
         }
+        // What older builds wrote reads the same.
+        assert_eq!(
+            FieldValue::Contact(Contact::default()).to_json_text(),
+            "{}",
+            "an anonymous report replicates no contact at all"
+        );
+        assert_eq!(
+            FieldValue::Location(Some(
+                Location::new(43.6, -79.4, None, LocationSource::Gps).unwrap()
+            ))
+            .to_json(),
+            json!({"lat": 43.6, "lon": -79.4, "accuracy_m": null, "source": "gps"})
+        );
     }
 
     #[test]

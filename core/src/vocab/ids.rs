@@ -16,14 +16,14 @@ pub trait Entropy: Send + Sync + fmt::Debug {
     fn next_u64(&self) -> u64;
 }
 
-/// The operating system's randomness.
+/// Randomness seeded from the operating system once per thread (wyrand, by fastrand): ids need
+/// to be unique, not secret, and a system call per id would cost more than the id's write.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsEntropy;
 
 impl Entropy for OsEntropy {
     fn next_u64(&self) -> u64 {
-        let b = Uuid::new_v4().into_bytes();
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[8], b[9]])
+        fastrand::u64(..)
     }
 }
 
