@@ -6,9 +6,10 @@
 //! 1. list the 50 newest queued requests out of DRAFTS (default 10,000): `Store::drafts` vs one
 //!    SELECT on a plain table with the same index;
 //! 2. create + validate + queue a draft (description, three attributes, location; two
-//!    transactions with history) vs one plain INSERT of the same fields per transaction.
+//!    transactions, the first logging the draft's changes) vs one plain INSERT of the same
+//!    fields per transaction.
 //!
-//! Targets (issue #2): list ≤ 2× plain; create+validate+queue ≥ 2,000/s and ≥ 0.3× plain.
+//! Targets (issues #2 and #9): list ≤ 2× plain; create+validate+queue ≥ 2,000/s and ≥ 0.4× plain.
 
 use std::time::{Duration, Instant};
 
@@ -178,13 +179,13 @@ fn main() {
     let plain_rate = n as f64 / theirs.as_secs_f64();
     let ratio = ours_rate / plain_rate;
     println!("create + validate + queue:");
-    println!("  curbside {ours_rate:>8.0}/s   plain insert {plain_rate:>8.0}/s   ratio {ratio:.2}× (targets ≥ 2,000/s and ≥ 0.3×)");
+    println!("  curbside {ours_rate:>8.0}/s   plain insert {plain_rate:>8.0}/s   ratio {ratio:.2}× (targets ≥ 2,000/s and ≥ 0.4×)");
     println!(
         "  (filling {drafts} drafts took {:.2} s)",
         fill.as_secs_f64()
     );
 
-    let ok = list_ratio <= 2.0 && ours_rate >= 2_000.0 && ratio >= 0.3;
+    let ok = list_ratio <= 2.0 && ours_rate >= 2_000.0 && ratio >= 0.4;
     println!("targets: {}", if ok { "met" } else { "MISSED" });
     if !ok {
         std::process::exit(1);

@@ -357,17 +357,21 @@ pub(crate) fn submit(
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
-    tx.prepare_cached(
-        "UPDATE requests SET ward = ?2, ward_name = ?3, lifecycle = 'queued', updated_at = ?4
+    // One write: the ward, the lifecycle and the step in its history.
+    tx.prepare_cached(&format!(
+        "UPDATE requests SET ward = ?2, ward_name = ?3, lifecycle = 'queued', updated_at = ?4, {}
          WHERE id = ?1",
-    )?
+        history::append(4)
+    ))?
     .execute(params![
         id,
         ward.as_ref().map(|w| &w.code),
         ward.as_ref().map(|w| &w.name),
-        env.now_ms
+        env.now_ms,
+        State::Queued.as_str(),
+        None::<&str>
     ])?;
-    history::record(tx, id, env.now_ms, State::Queued, None)
+    Ok(())
 }
 
 /// Takes a queued request back to a draft (its changes wait again), so it can be edited.

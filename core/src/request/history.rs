@@ -13,6 +13,17 @@ use crate::sync::log;
 use crate::vocab::time::from_ms;
 use crate::vocab::{Field, FieldValue, RequestId, State};
 
+/// Appends a step to the row's `events` (`?1` the time, `?2` the state, `?3` the note), as part
+/// of an UPDATE of the request that writes its other columns too.
+pub(super) fn append(at: usize) -> String {
+    format!(
+        "events = json_insert(events, '$[#]', json_object('at', ?{}, 'state', ?{}, 'note', ?{}))",
+        at,
+        at + 1,
+        at + 2
+    )
+}
+
 /// Records a step of the device's own: what the request became, and why.
 pub(super) fn record(
     tx: &Transaction,
@@ -21,12 +32,8 @@ pub(super) fn record(
     to: State,
     note: Option<&str>,
 ) -> Result<()> {
-    tx.prepare_cached(
-        "UPDATE requests SET events = json_insert(events, '$[#]',
-             json_object('at', ?2, 'state', ?3, 'note', ?4))
-         WHERE id = ?1",
-    )?
-    .execute(params![id, at, to.as_str(), note])?;
+    tx.prepare_cached(&format!("UPDATE requests SET {} WHERE id = ?1", append(2)))?
+        .execute(params![id, at, to.as_str(), note])?;
     Ok(())
 }
 

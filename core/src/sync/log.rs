@@ -294,7 +294,25 @@ pub fn record(
         mut counter,
     } = local(tx)?;
     let mut names = Names::default();
-    let request_n = names.request(tx, &request_id)?;
+    // A creation is the first change of its request: number it without looking first.
+    let request_n = if matches!(values.first(), Some(FieldValue::Create(_))) {
+        let fresh: Option<i64> = tx
+            .prepare_cached(
+                "INSERT INTO sync_requests (id) VALUES (?1) ON CONFLICT (id) DO NOTHING RETURNING n",
+            )?
+            .query_row([request_id.to_string()], |r| r.get(0))
+            .optional()?;
+        match fresh {
+            Some(n) => {
+                names.requests.insert(request_id, n);
+                names.new_requests.insert(request_id);
+                n
+            }
+            None => names.request(tx, &request_id)?,
+        }
+    } else {
+        names.request(tx, &request_id)?
+    };
     let replica_n = names.replica(tx, &replica)?;
     // Only the stamps are needed to know what each edit replaces: no values are read.
     let logged: Vec<(String, Hlc, String)> = if names.new_requests.is_empty() {
