@@ -95,7 +95,7 @@ fn main() {
                     replica,
                     c.id.counter as i64,
                     field,
-                    c.value.to_string(),
+                    c.value.to_json_text(),
                     c.hlc.0 as i64,
                     c.replaced.map(|h| h.0 as i64),
                     seq
