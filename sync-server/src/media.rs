@@ -113,7 +113,8 @@ pub fn photo_chunk(
     body: &[u8],
 ) -> Result<Chunk, ServerError> {
     let sha = check_name(sha)?;
-    if total > MAX_PHOTO || offset + body.len() as u64 > total {
+    let end = offset.checked_add(body.len() as u64);
+    if total > MAX_PHOTO || end.is_none_or(|end| end > total) {
         return Err(ServerError::PayloadTooLarge(format!(
             "a photo has at most {MAX_PHOTO} bytes, and a chunk must end within Upload-Length"
         )));

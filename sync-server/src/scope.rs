@@ -56,9 +56,15 @@ pub fn may_change(device: &Device, request: &RequestScope) -> bool {
                 .is_some_and(|w| device.wards.contains(w)))
 }
 
-/// May `device` write this value at all (whatever the request)?
-pub fn may_write(device: &Device, value: &FieldValue) -> bool {
-    device.role == Role::Inspector || !value.is_inspector_only()
+/// May `device` push this value to the request (`None`: the request is new here)? Only the
+/// server numbers requests; a creation is its creator's, once; residents do not write what only
+/// the city writes.
+pub fn may_write(device: &Device, value: &FieldValue, request: Option<&RequestScope>) -> bool {
+    match value {
+        FieldValue::ServiceRequestId(_) => false,
+        FieldValue::Create(_) => request.is_none_or(|r| r.created_by == device.id),
+        v => device.role == Role::Inspector || !v.is_inspector_only(),
+    }
 }
 
 /// How much of the request `device` sees; `places` are where a resident reported from.
@@ -126,8 +132,31 @@ mod tests {
             ..request.clone()
         };
         assert_eq!(access(&ben, &private, &[(43.65, -79.38)]), Access::None);
-        assert!(!may_write(&ana, &FieldValue::Status(Status::Completed)));
-        assert!(may_write(&ward10, &FieldValue::Status(Status::Completed)));
+        let done = FieldValue::Status(Status::Completed);
+        assert!(!may_write(&ana, &done, Some(&request)));
+        assert!(may_write(&ward10, &done, Some(&request)));
+        assert!(!may_write(
+            &ana,
+            &FieldValue::ExpectedAt(Some(1)),
+            Some(&request)
+        ));
+        let number = FieldValue::ServiceRequestId("1".into());
+        assert!(
+            !may_write(&ward10, &number, Some(&request)),
+            "only the server numbers"
+        );
+        let create = FieldValue::Create(curbside_core::vocab::Creation {
+            service_code: "X".into(),
+            created_at: None,
+            created_by: None,
+            channel: None,
+        });
+        assert!(may_write(&ben, &create, None), "a new request");
+        assert!(
+            may_write(&ana, &create, Some(&request)),
+            "its creator, again"
+        );
+        assert!(!may_write(&ward10, &create, Some(&request)), "nobody else");
         let internal = FieldValue::Note(Note {
             id: "n".into(),
             author: "i".into(),
@@ -135,6 +164,6 @@ mod tests {
             public: false,
             status: None,
         });
-        assert!(!may_write(&ana, &internal));
+        assert!(!may_write(&ana, &internal, Some(&request)));
     }
 }

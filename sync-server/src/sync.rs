@@ -148,6 +148,6 @@ pub fn sync(
         cursor: outcome.cursor,
         more: outcome.more,
         server_time_ms: now,
-        clock_offset_ms: body.client_time_ms.map(|t| now - t),
+        clock_offset_ms: body.client_time_ms.map(|t| now.saturating_sub(t)),
     })
 }

@@ -99,11 +99,6 @@ pub(crate) fn materialize(
                 changes.iter().collect()
             }
         };
-        let number_at = of_request
-            .iter()
-            .filter(|c| c.field() == Field::ServiceRequestId)
-            .map(|c| c.hlc.ms() as i64)
-            .min();
         let f = merge::current(of_request.iter().copied(), &MIRRORED);
         let number = match f.get(&Field::ServiceRequestId) {
             Some(FieldValue::ServiceRequestId(n)) => Some(n.clone()),
@@ -116,7 +111,8 @@ pub(crate) fn materialize(
         if let Some((mut lifecycle, shown_status)) = lifecycle_of(tx, &id)? {
             let before = lifecycle;
             if let (Some(n), Lifecycle::Queued | Lifecycle::Sent) = (&number, lifecycle) {
-                accept(tx, env, &id, n, number_at.unwrap_or(env.now_ms))?;
+                // When the device learned it, on the device's clock, as its other steps are.
+                accept(tx, env, &id, n, env.now_ms)?;
                 lifecycle = Lifecycle::Delivered;
             }
             if let Some(s) = status.filter(|_| lifecycle == Lifecycle::Delivered) {

@@ -273,13 +273,17 @@ impl Store {
     }
 
     /// Runs `f` on a reader connection: it sees the last commit and never waits for the writer.
+    /// One read transaction, so what `f` reads in several statements is one snapshot.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let idle = self.pool().pop();
         let conn = match idle {
             Some(c) => c,
             None => self.open_reader()?,
         };
-        let value = f(&conn);
+        let value = conn
+            .unchecked_transaction()
+            .map_err(Error::from)
+            .and_then(|snapshot| f(&snapshot));
         let mut pool = self.pool();
         if pool.len() < READERS {
             pool.push(conn);

@@ -191,9 +191,10 @@ UPDATE requests SET events = COALESCE((
         WHERE h.request_id = requests.id
           AND NOT (h.from_state IS NULL AND EXISTS (SELECT 1 FROM sync_change_rows c
                    WHERE c.request_id = h.request_id AND c.field = 'create'))
-          AND NOT (h.to_state IN ('in_progress', 'scheduled', 'completed', 'cancelled')
+          AND NOT (h.to_state IN ('accepted', 'in_progress', 'scheduled', 'completed', 'cancelled')
                    AND EXISTS (SELECT 1 FROM sync_change_rows c
-                   WHERE c.request_id = h.request_id AND c.field = 'status'))
+                   WHERE c.request_id = h.request_id AND c.field = 'status'
+                     AND c.value = json_quote(h.to_state)))
         ORDER BY h.seq)), '[]');
 DROP TABLE request_history;";
 

@@ -175,7 +175,8 @@ fn local(conn: &Connection) -> Result<Local> {
             "SELECT (SELECT value FROM meta WHERE key = ?1), (SELECT value FROM meta WHERE key = ?2),
                     (SELECT value FROM meta WHERE key = ?3), (SELECT value FROM meta WHERE key = ?4),
                     o.counter, c.hlc
-             FROM (SELECT 1) LEFT JOIN (SELECT * FROM sync_outbox ORDER BY counter DESC LIMIT 1) o
+             FROM (SELECT 1) LEFT JOIN
+                  (SELECT * FROM sync_outbox WHERE counter > 0 ORDER BY counter DESC LIMIT 1) o
              LEFT JOIN sync_changes c
                ON c.request = o.request AND c.replica = o.replica AND c.counter = o.counter",
         )?

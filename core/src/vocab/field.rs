@@ -270,6 +270,7 @@ impl FieldValue {
             FieldValue::Status(_)
                 | FieldValue::Assignee(_)
                 | FieldValue::Priority(_)
+                | FieldValue::ExpectedAt(_)
                 | FieldValue::ServiceRequestId(_)
         ) || self.is_internal_note()
     }
@@ -395,8 +396,13 @@ impl FieldValue {
         };
         match self {
             FieldValue::Create(c) => fail(
-                !c.service_code.is_empty() && c.service_code.len() <= MAX_ATTRIBUTE_CODE,
-                "needs a service_code",
+                !c.service_code.is_empty()
+                    && c.service_code.len() <= MAX_ATTRIBUTE_CODE
+                    && [&c.created_by, &c.channel]
+                        .into_iter()
+                        .flatten()
+                        .all(|s| s.len() <= MAX_MEMBER_ID),
+                "needs a service_code (and at most 128 bytes of creator and channel)",
             ),
             FieldValue::ServiceRequestId(n) => fail(
                 (1..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()),
@@ -425,6 +431,7 @@ impl FieldValue {
             FieldValue::Note(n) => fail(
                 !n.id.is_empty()
                     && n.id.len() <= MAX_MEMBER_ID
+                    && !n.author.is_empty()
                     && n.author.len() <= MAX_MEMBER_ID
                     && !too_long(&n.text, MAX_NOTE_CHARS),
                 "must be {id, author, text, public}",

@@ -240,14 +240,18 @@ fn admit(
     let (mut assigned, mut fresh) = (Vec::new(), Vec::new());
     for request_id in seen {
         let mine = changes.iter().filter(|c| c.request_id == request_id);
-        if let Some(c) = mine.clone().find(|c| !scope::may_write(device, &c.value)) {
+        let known = scope_row(tx, &request_id)?;
+        if let Some(c) = mine
+            .clone()
+            .find(|c| !scope::may_write(device, &c.value, known.as_ref()))
+        {
             return Err(refuse(
                 403,
                 &request_id,
-                format!("a resident may not write {}", c.field()),
+                format!("this device may not write {} here", c.field()),
             ));
         }
-        let number: i64 = match scope_row(tx, &request_id)? {
+        let number: i64 = match known {
             Some(request) => {
                 if !scope::may_change(device, &request) {
                     return Err(refuse(
