@@ -36,16 +36,17 @@ const PHOTO: &str = concat!(
     "/../../shared/data/photos/gps/DSCN0010.jpg"
 );
 
-/// A device's clock: the simulated time, off by the device's own error.
+/// A device's clock: the simulated time, off by the device's own error (which a test may
+/// change, as a person setting their phone's clock does).
 #[derive(Debug)]
 struct DeviceClock {
     world: Arc<ManualClock>,
-    skew_ms: i64,
+    skew_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Clock for DeviceClock {
     fn now_ms(&self) -> i64 {
-        self.world.now_ms() + self.skew_ms
+        self.world.now_ms() + self.skew_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -154,7 +155,7 @@ impl Sim {
             };
             let clock = Arc::new(DeviceClock {
                 world: world.clone(),
-                skew_ms,
+                skew_ms: skew_ms.into(),
             });
             let path = dir.path().join(format!("{name}.db"));
             let dseed = seed.wrapping_mul(31).wrapping_add(i as u64);
@@ -595,4 +596,65 @@ fn a_seed_replays_exactly() {
     for seed in [7, 1234] {
         assert_eq!(run(seed, &photo), run(seed, &photo), "seed {seed}");
     }
+}
+
+/// A push the server applied but whose answer was lost, then a clock correction: what the
+/// server holds keeps its stamps on the device too (re-stamping it there would leave the two
+/// copies different for good), and what it refused is re-stamped.
+#[test]
+fn a_push_whose_answer_was_lost_keeps_its_stamps_when_the_clock_is_corrected() {
+    let photo = std::fs::read(PHOTO).unwrap();
+    let sim = Sim::new(99, &photo);
+    let ana = 0;
+    sim.devices[ana]
+        .clock
+        .skew_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let at = Location::new(43.6450, -79.3950, Some(5.0), LocationSource::Gps).unwrap();
+    let store = &sim.devices[ana].store;
+    let id = store
+        .create_draft(
+            "CSROWR-12",
+            &DraftEdit {
+                description: Some("Pothole".into()),
+                attributes: vec![("SIZE".into(), vec!["large".into()])],
+                location: Some(Some(at)),
+                ..DraftEdit::default()
+            },
+        )
+        .unwrap();
+    store.submit_draft(&id).unwrap();
+    // The push arrives; every answer to it is lost.
+    sim.net.set_faults(Faults {
+        lose_answer: 1.0,
+        ..Faults::default()
+    });
+    assert!(matches!(
+        sim.devices[ana]
+            .store
+            .sync_with(&sim.net, &options(), &mut |_| {}),
+        Err(Error::Network(_))
+    ));
+    // The phone's clock jumps a day ahead; its next note is stamped there.
+    sim.devices[ana]
+        .clock
+        .skew_ms
+        .store(DAY_MS, std::sync::atomic::Ordering::SeqCst);
+    sim.devices[ana]
+        .store
+        .add_note(&id, "Still there", true)
+        .unwrap();
+    sim.net.set_faults(Faults::default());
+    let report = sim.devices[ana]
+        .store
+        .sync_with(&sim.net, &options(), &mut |_| {})
+        .unwrap();
+    assert_eq!(report.restamped, 1, "only the refused note: {report:?}");
+    let truth = log::document(&sim.server_db(), &RequestId::parse(&id).unwrap()).unwrap();
+    let mine = sim.devices[ana].store.request(&id).unwrap();
+    assert_eq!(mine.history, truth.history);
+    assert!(mine
+        .history
+        .iter()
+        .all(|h| (h.change.hlc.ms() as i64) < sim.world.now_ms() + 60_000));
 }

@@ -260,6 +260,7 @@ impl Replica for Store {
         let env = self.env();
         self.write(|tx| {
             let changes = log::pending(tx, limit, |id| is_draft(tx, id))?;
+            log::mark_pushed(tx, &changes)?;
             let ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
             for id in ids {
                 if let Some((crate::vocab::Lifecycle::Queued, _)) = request::lifecycle_of(tx, &id)?
@@ -301,8 +302,8 @@ impl Replica for Store {
         self.reindex_touched(touched)
     }
 
-    fn set_clock_offset(&self, offset_ms: i64) -> Result<usize> {
-        self.write(|tx| log::set_clock_offset(tx, offset_ms))
+    fn set_clock_offset(&self, offset_ms: i64, refused_at: Option<i64>) -> Result<usize> {
+        self.write(|tx| log::set_clock_offset(tx, offset_ms, refused_at))
     }
 
     fn clock_offset(&self) -> Result<i64> {

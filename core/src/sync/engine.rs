@@ -116,13 +116,14 @@ pub struct Outgoing {
 pub trait Replica: Sync {
     /// The replica's clock, for the offset estimate.
     fn now_ms(&self) -> i64;
-    /// The next batch to push (its requests become sent), and the cursor to pull from.
+    /// The next batch to push (its requests become sent, its changes pushed), and the cursor to
+    /// pull from.
     fn outgoing(&self, limit: usize) -> Result<Outgoing>;
     /// Acknowledges `pushed` and applies the pulled page of `answer`, saving its cursor.
     fn commit(&self, pushed: &[Change], answer: &SyncResponse) -> Result<()>;
     /// Takes the server's estimate of this device's clock error; returns how many unsent
-    /// changes moved.
-    fn set_clock_offset(&self, offset_ms: i64) -> Result<usize>;
+    /// changes moved. `refused_at`: the server's time when it refused a push for its stamps.
+    fn set_clock_offset(&self, offset_ms: i64, refused_at: Option<i64>) -> Result<usize>;
     fn clock_offset(&self) -> Result<i64>;
     /// Forgets what the server holds and the cursor, keeping what is unsent: a full resync.
     fn restart_pull(&self) -> Result<()>;
@@ -252,7 +253,7 @@ pub fn run(
                 clock_fixes += 1;
                 let received = replica.now_ms();
                 let offset = server_time_ms - (sent_at + (received - sent_at) / 2);
-                report.restamped += replica.set_clock_offset(offset)? as u64;
+                report.restamped += replica.set_clock_offset(offset, Some(server_time_ms))? as u64;
                 continue;
             }
             Err(Refusal::CursorExpired | Refusal::CursorForeign) if restarts < 2 => {
@@ -303,7 +304,7 @@ pub fn run(
         committed?;
         if let Some(offset) = response.clock_offset_ms {
             if (offset - replica.clock_offset()?).abs() > OFFSET_NOISE_MS {
-                report.restamped += replica.set_clock_offset(offset)? as u64;
+                report.restamped += replica.set_clock_offset(offset, None)? as u64;
             }
         }
         prefetched = next;

@@ -683,41 +683,73 @@ pub fn acknowledge(tx: &Transaction, changes: &[Change]) -> Result<()> {
     Ok(())
 }
 
-/// Takes the server's estimate of this device's clock error and moves every change not yet
-/// sent by the correction, so a clock that ran a day ahead (or behind) does not win (or lose)
-/// every race. Stamps stay increasing, later than everything already sent or received, and
-/// references between unsent changes follow. Unsent changes are those in the outbox, drafts'
-/// included. Returns how many changes were re-stamped.
-pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
+/// Marks queued changes as pushed: from now on the server may hold them, even if the answer
+/// that would say so is lost.
+pub fn mark_pushed(tx: &Transaction, changes: &[Change]) -> Result<()> {
+    let mut names = Names::default();
+    let mut stmt = tx.prepare_cached(
+        "UPDATE sync_outbox SET pushed = 1 WHERE counter = ?3 AND request = ?1 AND replica = ?2",
+    )?;
+    for c in changes {
+        let (key, _) = names.key(tx, c)?;
+        stmt.execute(params![key.0, key.1, key.2])?;
+    }
+    Ok(())
+}
+
+/// Takes the server's estimate of this device's clock error and moves the stamps of changes
+/// not yet sent by the correction, so a clock that ran a day ahead (or behind) does not win (or
+/// lose) every race. A change already pushed keeps its stamp — the server may hold it with that
+/// stamp, its answer lost — unless `refused_at` (the server's time when it refused a push for
+/// stamps ahead of it) shows the server could not have taken it. Moved stamps stay increasing,
+/// later than everything kept, sent or received, and references between them follow. Returns
+/// how many changes were re-stamped.
+pub fn set_clock_offset(
+    tx: &Transaction,
+    offset_ms: i64,
+    refused_at: Option<i64>,
+) -> Result<usize> {
     let old = clock(tx)?;
     sql::set(tx, Key::CLOCK_OFFSET, &offset_ms.to_string())?;
     let delta = offset_ms.saturating_sub(old.offset_ms);
     if delta == 0 {
         return Ok(0);
     }
-    let base: i64 = tx.query_row(
+    let sent: i64 = tx.query_row(
         "SELECT COALESCE(MAX(hlc), 0) FROM sync_changes
          WHERE NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.request = sync_changes.request
                              AND o.replica = sync_changes.replica AND o.counter = sync_changes.counter)",
         [],
         |r| r.get(0),
     )?;
-    let unsent: Vec<(Key3, i64, Option<i64>)> = tx
+    let queued: Vec<(Key3, i64, Option<i64>, bool)> = tx
         .prepare(
-            "SELECT c.request, c.replica, c.counter, c.hlc, c.replaced FROM sync_outbox o
+            "SELECT c.request, c.replica, c.counter, c.hlc, c.replaced, o.pushed FROM sync_outbox o
              JOIN sync_changes c USING (request, replica, counter) ORDER BY o.counter",
         )?
         .query_map([], |r| {
-            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?, r.get(4)?))
+            Ok((
+                (r.get(0)?, r.get(1)?, r.get(2)?),
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let refusable = |hlc: i64| {
+        refused_at.is_some_and(|at| Hlc(hlc as u64).ms() as i64 > at + MAX_AHEAD_MS as i64)
+    };
+    let (restamp, kept): (Vec<_>, Vec<_>) = queued
+        .into_iter()
+        .partition(|(_, hlc, _, pushed)| !pushed || refusable(*hlc));
+    let base = kept.iter().map(|(_, hlc, _, _)| *hlc).fold(sent, i64::max);
     let mut stamps = Clock::new(Hlc(base as u64), 0);
     let mut moved: HashMap<i64, i64> = HashMap::new();
     let mut update = tx.prepare_cached(
         "UPDATE sync_changes SET hlc = ?4, replaced = ?5
          WHERE request = ?1 AND replica = ?2 AND counter = ?3",
     )?;
-    for (key, hlc, replaced) in &unsent {
+    for (key, hlc, replaced, _) in &restamp {
         let target = (Hlc(*hlc as u64).ms() as i64).saturating_add(delta);
         let new = stamps.tick(target).0 as i64;
         moved.insert(*hlc, new);
@@ -726,7 +758,7 @@ pub fn set_clock_offset(tx: &Transaction, offset_ms: i64) -> Result<usize> {
     }
     // The clock restarts from what others have seen, not from the wrong stamps it issued.
     save_clock(tx, &Clock::new(stamps.last, offset_ms))?;
-    Ok(unsent.len())
+    Ok(restamp.len())
 }
 
 /// Drops what no replica needs once a retention period has passed ([`merge::obsolete`]).

@@ -92,13 +92,15 @@ DROP TABLE sync_outbox_v3;"
 
 /// Version 5: the outbox keyed by the counter of the change it queues, so it is in the order
 /// this replica made them and its last row holds the replica's latest counter and stamp (a
-/// local edit then needs no other write to remember them).
+/// local edit then needs no other write to remember them); `pushed` marks a change once sent,
+/// which the server may hold even if its answer was lost.
 pub const OUTBOX_V5: &str = "
 ALTER TABLE sync_outbox RENAME TO sync_outbox_v4;
 CREATE TABLE sync_outbox (
     counter INTEGER NOT NULL,
     request INTEGER NOT NULL,
     replica INTEGER NOT NULL,
+    pushed  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (counter, request, replica)
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO sync_outbox (request, replica, counter)
