@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use curbside_core::geo::distance_m;
 use curbside_core::sync::protocol::Role;
-use curbside_core::sync::Change;
+use curbside_core::sync::StoredChange;
 use curbside_core::FieldValue;
 
 /// How near (metres) a request must be to a place a resident reported from to be in their
@@ -88,11 +88,11 @@ pub fn access(device: &Device, request: &RequestScope, places: &[(f64, f64)]) ->
 }
 
 /// Does a device with `access` to a request see this change of it?
-pub fn sees(device: &Device, access: Access, change: &Change) -> bool {
+pub fn sees(device: &Device, access: Access, change: &StoredChange) -> bool {
     match access {
         Access::None => false,
-        Access::Full => device.role == Role::Inspector || !change.value.is_internal_note(),
-        Access::Public => change.value.is_public(),
+        Access::Full => device.role == Role::Inspector || !change.is_internal_note(),
+        Access::Public => change.is_public(),
     }
 }
 

@@ -15,7 +15,7 @@ use curbside_core::sync::log::MAX_AHEAD_MS;
 use curbside_core::sync::protocol::{
     RegisterBody, Registered, Role, SyncRequest, SyncResponse, DEVICES, MAX_PUSH, SYNC,
 };
-use curbside_core::sync::{Change, ChangeError, WireChange};
+use curbside_core::sync::{Change, ChangeError, StoredChange, WireChange};
 use curbside_core::vocab::ids::uuid_v7;
 
 use crate::auth::{token_hash, Authed};
@@ -96,7 +96,7 @@ async fn sync_handler(
     State(state): State<Arc<AppState>>,
     Authed(device): Authed,
     body: Result<Json<SyncRequest<WireChange>>, JsonRejection>,
-) -> Result<Json<SyncResponse>, ServerError> {
+) -> Result<Json<SyncResponse<StoredChange>>, ServerError> {
     let body = json_body(body)?;
     blocking(&state, move |state| sync(state, &device, body).map(Json)).await
 }
@@ -106,7 +106,7 @@ pub fn sync(
     state: &AppState,
     device: &Device,
     body: SyncRequest<WireChange>,
-) -> Result<SyncResponse, ServerError> {
+) -> Result<SyncResponse<StoredChange>, ServerError> {
     if body.changes.len() > MAX_PUSH {
         return Err(ServerError::BadRequest(format!(
             "push at most {MAX_PUSH} changes at a time"

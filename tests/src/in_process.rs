@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use curbside_core::sync::protocol::{RegisterBody, Registered, SyncRequest, SyncResponse};
 use curbside_core::sync::transport::{Chunk, Refusal, Transport};
+use curbside_core::sync::StoredChange;
 use curbside_server::media::{self, Chunk as ServerChunk};
 use curbside_server::{auth, sync, AppState, ServerError};
 
@@ -68,7 +69,7 @@ impl InProcess {
     }
 
     /// Delivers one sync request as the server would receive it.
-    fn deliver(&self, token: &str, json: &[u8]) -> Result<SyncResponse, ServerError> {
+    fn deliver(&self, token: &str, json: &[u8]) -> Result<SyncResponse<StoredChange>, ServerError> {
         let device = auth::authenticate(&self.state, token)?;
         let body = serde_json::from_slice(json)
             .map_err(|e| ServerError::BadRequest(format!("body: {e}")))?;

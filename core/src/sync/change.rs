@@ -57,6 +57,76 @@ impl Change {
     }
 }
 
+/// A change as a log stores it and a server sends it on: the value kept as the JSON text it was
+/// checked and stored as, decoded only as far as deciding who may see it needs (a note's
+/// `public`). A server's pages are mostly this: decoding each value to encode it again would
+/// cost more than the rest of a page.
+#[derive(Debug, Clone)]
+pub struct StoredChange {
+    pub id: ChangeId,
+    pub request_id: RequestId,
+    pub field: Field,
+    pub value: Box<serde_json::value::RawValue>,
+    pub hlc: Hlc,
+    pub replaced: Option<Hlc>,
+}
+
+impl StoredChange {
+    /// For a note, whether it is public (an unreadable note counts as internal).
+    pub fn note_public(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Public {
+            public: bool,
+        }
+        self.field == Field::Note
+            && serde_json::from_str::<Public>(self.value.get()).is_ok_and(|n| n.public)
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.field.is_public(self.note_public())
+    }
+
+    pub fn is_internal_note(&self) -> bool {
+        self.field == Field::Note && !self.note_public()
+    }
+
+    pub fn replica(&self) -> &ReplicaId {
+        &self.id.replica
+    }
+}
+
+impl From<&Change> for StoredChange {
+    fn from(c: &Change) -> StoredChange {
+        StoredChange {
+            id: c.id.clone(),
+            request_id: c.request_id,
+            field: c.field(),
+            value: serde_json::value::RawValue::from_string(c.value.to_json_text())
+                .expect("values encode to JSON"),
+            hlc: c.hlc,
+            replaced: c.replaced,
+        }
+    }
+}
+
+/// The same wire form as [`Change`]'s, the value written as stored.
+impl Serialize for StoredChange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Change", 7)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("request_id", &self.request_id)?;
+        st.serialize_field("field", &*self.field.name())?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("hlc", &self.hlc.0)?;
+        st.serialize_field("replica", self.id.replica.as_str())?;
+        if let Some(r) = self.replaced {
+            st.serialize_field("replaced", &r.0)?;
+        }
+        st.end()
+    }
+}
+
 /// A change as the wire and the log's readers see it: names and JSON, not yet checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireChange {

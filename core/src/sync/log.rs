@@ -11,7 +11,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
-use super::change::Change;
+use super::change::{Change, StoredChange};
 use super::clock::{Clock, Hlc};
 use super::merge::{self, Document, Kind};
 use crate::error::{Error, Result};
@@ -803,14 +803,14 @@ pub fn compact(tx: &Transaction, horizon: Hlc) -> Result<(usize, u64)> {
 }
 
 /// Changes that arrived after `after_seq`, in arrival order, those `keep` keeps, at most
-/// `limit`; with the arrival number reached and whether more may follow. Needs an index on
-/// `seq` to be fast (the server has one).
+/// `limit`, as stored (their values not decoded); with the arrival number reached and whether
+/// more may follow. Needs an index on `seq` to be fast (the server has one).
 pub fn changes_since(
     conn: &Connection,
     after_seq: u64,
     limit: usize,
-    mut keep: impl FnMut(&Change) -> bool,
-) -> Result<(Vec<Change>, u64, bool)> {
+    mut keep: impl FnMut(&StoredChange) -> bool,
+) -> Result<(Vec<StoredChange>, u64, bool)> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANGE_COLUMNS}, seq FROM sync_change_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
@@ -825,11 +825,30 @@ pub fn changes_since(
             return Ok((out, cursor, true));
         }
         scanned += 1;
-        let change = change_from_row(r)?;
+        let change = stored_from_row(r)?;
         cursor = r.get::<_, i64>(7)? as u64;
         if keep(&change) {
             out.push(change);
         }
     }
     Ok((out, cursor, scanned == scan))
+}
+
+/// A change read back as stored: what was checked on the way in is not checked again.
+fn stored_from_row(r: &rusqlite::Row) -> Result<StoredChange> {
+    let request: &str = r.get_ref(0)?.as_str().map_err(stored)?;
+    let replica: &str = r.get_ref(1)?.as_str().map_err(stored)?;
+    let field: &str = r.get_ref(3)?.as_str().map_err(stored)?;
+    let value: &str = r.get_ref(4)?.as_str().map_err(stored)?;
+    Ok(StoredChange {
+        request_id: RequestId::parse(request).map_err(stored)?,
+        id: ChangeId {
+            replica: ReplicaId::parse(replica).ok_or_else(|| stored("replica id"))?,
+            counter: r.get::<_, i64>(2)? as u64,
+        },
+        field: Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?,
+        value: serde_json::value::RawValue::from_string(value.to_string()).map_err(stored)?,
+        hlc: Hlc(r.get::<_, i64>(5)? as u64),
+        replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
+    })
 }

@@ -21,7 +21,7 @@ pub mod protocol;
 pub mod schema;
 pub mod transport;
 
-pub use change::{Change, ChangeError, WireChange};
+pub use change::{Change, ChangeError, StoredChange, WireChange};
 pub use clock::{Clock, Hlc};
 pub use engine::{CancelToken, Progress, RetryPolicy, SyncOptions, SyncReport};
 pub use log::{apply, document, ApplyReport};

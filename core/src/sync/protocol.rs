@@ -79,13 +79,15 @@ pub struct Assigned {
     pub service_request_id: String,
 }
 
+/// The answer to a sync call. A server sends its changes as the log stores them
+/// ([`super::change::StoredChange`]); a client reads them as typed changes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SyncResponse {
+pub struct SyncResponse<C = Change> {
     /// How many pushed changes the server now holds (new or seen before): all of them.
     pub accepted: Vec<String>,
     /// The public number of every request the push touched.
     pub assigned: Vec<Assigned>,
-    pub changes: Vec<Change>,
+    pub changes: Vec<C>,
     pub cursor: String,
     /// More changes wait: sync again with the new cursor.
     pub more: bool,

@@ -92,6 +92,28 @@ impl Field {
     }
 }
 
+impl Field {
+    /// Whether anyone near a request may see a change of this field: never contact details,
+    /// assignees, priorities, expected dates or internal notes. `note_public`: for a note,
+    /// whether it is public.
+    pub fn is_public(&self, note_public: bool) -> bool {
+        match self {
+            Field::Create
+            | Field::ServiceRequestId
+            | Field::Description
+            | Field::Location
+            | Field::Address
+            | Field::Status
+            | Field::Visibility
+            | Field::Photo
+            | Field::PhotoRemove
+            | Field::NoteRetract => true,
+            Field::Note => note_public,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.name())
@@ -278,20 +300,8 @@ impl FieldValue {
     /// What anyone near a request may see of it: never contact details, assignees,
     /// priorities, expected dates or internal notes.
     pub fn is_public(&self) -> bool {
-        match self {
-            FieldValue::Create(_)
-            | FieldValue::ServiceRequestId(_)
-            | FieldValue::Description(_)
-            | FieldValue::Location(_)
-            | FieldValue::Address(_)
-            | FieldValue::Status(_)
-            | FieldValue::Visibility(_)
-            | FieldValue::Photo(_)
-            | FieldValue::PhotoRemove(_)
-            | FieldValue::NoteRetract(_) => true,
-            FieldValue::Note(n) => n.public,
-            _ => false,
-        }
+        self.field()
+            .is_public(matches!(self, FieldValue::Note(n) if n.public))
     }
 
     /// The value as the change log and the wire carry it.

@@ -6,7 +6,7 @@
 pub mod sqlite;
 
 use curbside_core::sync::protocol::Assigned;
-use curbside_core::sync::{Change, Hlc};
+use curbside_core::sync::{Change, Hlc, StoredChange};
 use curbside_core::vocab::ReplicaId;
 use curbside_core::Catalog;
 
@@ -39,7 +39,8 @@ pub struct SyncCall<'a> {
 #[derive(Debug, Clone)]
 pub struct SyncOutcome {
     pub assigned: Vec<Assigned>,
-    pub changes: Vec<Change>,
+    /// As stored: sent on without decoding their values.
+    pub changes: Vec<StoredChange>,
     pub cursor: String,
     pub more: bool,
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use curbside_core::sql::{self, Key, Step};
 use curbside_core::sync::protocol::{Assigned, Role};
 use curbside_core::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
-use curbside_core::sync::{log, Change, Hlc};
+use curbside_core::sync::{log, Change, Hlc, StoredChange};
 use curbside_core::vocab::{Entropy, Field, FieldValue, RequestId};
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -378,7 +378,7 @@ impl<'d> View<'d> {
         Ok(a)
     }
 
-    fn allows(&mut self, tx: &Transaction, c: &Change) -> Result<bool, ServerError> {
+    fn allows(&mut self, tx: &Transaction, c: &StoredChange) -> Result<bool, ServerError> {
         let access = self.access(tx, &c.request_id)?;
         Ok(scope::sees(self.device, access, c))
     }
@@ -389,7 +389,7 @@ fn backfill(
     tx: &Transaction,
     view: &mut View,
     fresh: &[RequestId],
-) -> Result<Vec<Change>, ServerError> {
+) -> Result<Vec<StoredChange>, ServerError> {
     let mut out = Vec::new();
     let mut sent = HashSet::new();
     for id in fresh {
@@ -436,6 +436,7 @@ fn backfill(
                 continue;
             }
             for c in log::load(tx, &other)? {
+                let c = StoredChange::from(&c);
                 if view.allows(tx, &c)? {
                     out.push(c);
                 }
