@@ -486,15 +486,12 @@ impl Sim {
             on_server, submitted,
             "exactly one server request per report"
         );
-        let digest = |docs: BTreeMap<String, String>| docs;
         let count: FaultCount = self.net.count();
         Outcome {
-            server: digest(
-                truth
-                    .iter()
-                    .map(|(id, d)| (id.to_string(), serde_json::to_string(d).unwrap()))
-                    .collect(),
-            ),
+            server: truth
+                .iter()
+                .map(|(id, d)| (id.to_string(), serde_json::to_string(d).unwrap()))
+                .collect(),
             devices: self
                 .devices
                 .iter()

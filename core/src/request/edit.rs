@@ -288,13 +288,27 @@ fn set_location(
     Ok(())
 }
 
-fn set_lifecycle(tx: &Transaction, id: &RequestId, to: Lifecycle, now: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE requests SET lifecycle = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, to.as_str(), now])?;
-    Ok(())
+/// The request's city status if its lifecycle is one of `from`; otherwise why `action` cannot
+/// be done to it.
+fn expect(
+    tx: &Transaction,
+    id: &RequestId,
+    from: &[Lifecycle],
+    action: &'static str,
+) -> Result<Option<Status>> {
+    let (lifecycle, status) = lifecycle_of(tx, id)?.ok_or_else(|| Error::no_request(*id))?;
+    if !from.contains(&lifecycle) {
+        return Err(Error::WrongState {
+            id: *id,
+            state: State::of(lifecycle, status),
+            action,
+        });
+    }
+    Ok(status)
 }
 
-/// Moves a request from one of `from` to `to` and records the step, or says why it cannot.
+/// Moves a request from one of `from` to `to` and records the step, in one write, or says why
+/// it cannot.
 fn step(
     tx: &Transaction,
     env: Env,
@@ -304,16 +318,19 @@ fn step(
     note: Option<&str>,
     action: &'static str,
 ) -> Result<()> {
-    let (lifecycle, status) = lifecycle_of(tx, id)?.ok_or_else(|| Error::no_request(*id))?;
-    if !from.contains(&lifecycle) {
-        return Err(Error::WrongState {
-            id: *id,
-            state: State::of(lifecycle, status),
-            action,
-        });
-    }
-    set_lifecycle(tx, id, to, env.now_ms)?;
-    history::record(tx, id, env.now_ms, State::of(to, status), note)
+    let status = expect(tx, id, from, action)?;
+    tx.prepare_cached(&format!(
+        "UPDATE requests SET lifecycle = ?2, updated_at = ?3, {} WHERE id = ?1",
+        history::append(3)
+    ))?
+    .execute(params![
+        id,
+        to.as_str(),
+        env.now_ms,
+        State::of(to, status).as_str(),
+        note
+    ])?;
+    Ok(())
 }
 
 /// Validates a draft, names its ward and queues it for sending (its changes, waiting in the
@@ -420,23 +437,30 @@ pub(crate) fn delete(tx: &Transaction, id: &RequestId) -> Result<()> {
 }
 
 /// The server refused a request: its unacknowledged changes leave the log (the server never
-/// held them), and if it is the user's own and on its way, it goes back to being a draft with
-/// the reason, its whole content logged again for when it is resubmitted.
+/// held them), and if it is the user's own and on its way, it is [`refuse`]d.
 pub(crate) fn reject(tx: &Transaction, env: Env, id: &RequestId, reason: &str) -> Result<()> {
+    match lifecycle_of(tx, id)? {
+        Some((Lifecycle::Queued | Lifecycle::Sent, _)) => refuse(tx, env, id, reason),
+        _ => log::drop_unsent(tx, id),
+    }
+}
+
+/// The user's own request, on its way, was refused: it goes back to being a draft with the
+/// reason, its unacknowledged changes dropped, and its whole content logged again for when it
+/// is resubmitted if the server held none of it.
+pub(crate) fn refuse(tx: &Transaction, env: Env, id: &RequestId, reason: &str) -> Result<()> {
+    step(
+        tx,
+        env,
+        id,
+        &[Lifecycle::Queued, Lifecycle::Sent],
+        Lifecycle::Draft,
+        Some(reason),
+        "reject",
+    )?;
     log::drop_unsent(tx, id)?;
-    if let Some((Lifecycle::Queued | Lifecycle::Sent, _)) = lifecycle_of(tx, id)? {
-        step(
-            tx,
-            env,
-            id,
-            &[Lifecycle::Queued, Lifecycle::Sent],
-            Lifecycle::Draft,
-            Some(reason),
-            "reject",
-        )?;
-        if !log::holds(tx, id, Some(&Field::Create))? {
-            relog(tx, env, id)?;
-        }
+    if !log::holds(tx, id, Some(&Field::Create))? {
+        relog(tx, env, id)?;
     }
     Ok(())
 }
@@ -469,13 +493,12 @@ fn relog(tx: &Transaction, env: Env, id: &RequestId) -> Result<()> {
     Ok(())
 }
 
-/// The server accepted the request and gave it its public number, at `at`.
+/// The server accepted the request and gave it its public number.
 pub(crate) fn accept(
     tx: &Transaction,
     env: Env,
     id: &RequestId,
     service_request_id: &str,
-    at: i64,
 ) -> Result<()> {
     let service_request_id = service_request_id.trim();
     if service_request_id.is_empty() {
@@ -485,20 +508,20 @@ pub(crate) fn accept(
             "the server's id is empty",
         )));
     }
-    let (lifecycle, status) = lifecycle_of(tx, id)?.ok_or_else(|| Error::no_request(*id))?;
-    if !matches!(lifecycle, Lifecycle::Queued | Lifecycle::Sent) {
-        return Err(Error::WrongState {
-            id: *id,
-            state: State::of(lifecycle, status),
-            action: "accept",
-        });
-    }
-    tx.prepare_cached(
-        "UPDATE requests SET lifecycle = 'delivered', service_request_id = ?2, updated_at = ?3
+    expect(tx, id, &[Lifecycle::Queued, Lifecycle::Sent], "accept")?;
+    tx.prepare_cached(&format!(
+        "UPDATE requests SET lifecycle = 'delivered', service_request_id = ?2, updated_at = ?3, {}
          WHERE id = ?1",
-    )?
-    .execute(params![id, service_request_id, env.now_ms])?;
-    history::record(tx, id, at, State::Accepted, None)
+        history::append(3)
+    ))?
+    .execute(params![
+        id,
+        service_request_id,
+        env.now_ms,
+        State::Accepted.as_str(),
+        None::<&str>
+    ])?;
+    Ok(())
 }
 
 /// A status of the city's learned outside sync (an Open311 server polled, a message), with its
@@ -517,20 +540,21 @@ pub(crate) fn learned_status(
             format!("{status} is not a status the city reports"),
         )));
     };
-    let (lifecycle, current) = lifecycle_of(tx, id)?.ok_or_else(|| Error::no_request(*id))?;
-    if lifecycle != Lifecycle::Delivered {
-        return Err(Error::WrongState {
-            id: *id,
-            state: State::of(lifecycle, current),
-            action: "set the city's status of",
-        });
-    }
+    expect(tx, id, &[Lifecycle::Delivered], "set the city's status of")?;
     let note = note.map(str::trim).filter(|n| !n.is_empty());
-    tx.prepare_cached(
-        "UPDATE requests SET status = ?2, status_notes = ?3, updated_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, status.as_str(), note, env.now_ms])?;
-    history::record(tx, id, env.now_ms, status.into(), note)
+    tx.prepare_cached(&format!(
+        "UPDATE requests SET status = ?2, status_notes = ?3, updated_at = ?4, {} WHERE id = ?1",
+        history::append(4)
+    ))?
+    .execute(params![
+        id,
+        status.as_str(),
+        note,
+        env.now_ms,
+        State::from(status).as_str(),
+        note
+    ])?;
+    Ok(())
 }
 
 /// Edits of a request that has left the device (statuses, notes, assignments, priorities):

@@ -4,7 +4,7 @@
 //! learned outside sync), kept in the request's row as a JSON list: a step writes the page the
 //! row is on, which the step changes anyway.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::Connection;
 use serde::Deserialize;
 
 use super::HistoryEntry;
@@ -13,8 +13,8 @@ use crate::sync::log;
 use crate::vocab::time::from_ms;
 use crate::vocab::{Field, FieldValue, RequestId, State};
 
-/// Appends a step to the row's `events` (`?1` the time, `?2` the state, `?3` the note), as part
-/// of an UPDATE of the request that writes its other columns too.
+/// Appends a step of the device's own to the row's `events` (`?{at}` the time, then the state
+/// and the note), as part of the UPDATE that makes the step: one write.
 pub(super) fn append(at: usize) -> String {
     format!(
         "events = json_insert(events, '$[#]', json_object('at', ?{}, 'state', ?{}, 'note', ?{}))",
@@ -22,19 +22,6 @@ pub(super) fn append(at: usize) -> String {
         at + 1,
         at + 2
     )
-}
-
-/// Records a step of the device's own: what the request became, and why.
-pub(super) fn record(
-    tx: &Transaction,
-    id: &RequestId,
-    at: i64,
-    to: State,
-    note: Option<&str>,
-) -> Result<()> {
-    tx.prepare_cached(&format!("UPDATE requests SET {} WHERE id = ?1", append(2)))?
-        .execute(params![id, at, to.as_str(), note])?;
-    Ok(())
 }
 
 /// One of the device's own steps, as the row keeps it.

@@ -28,8 +28,8 @@ use crate::geo::Ward;
 use crate::vocab::{Contact, IdSource, Location, ReplicaId, State};
 
 pub(crate) use edit::{
-    accept, attach_photo, create, delete, detach_photo, edit, learned_status, mark_sent, reject,
-    shared_edit, submit, withdraw,
+    accept, attach_photo, create, delete, detach_photo, edit, learned_status, mark_sent, refuse,
+    reject, shared_edit, submit, withdraw,
 };
 pub(crate) use photos::{
     photo_bytes, photos, queue_upload, queued_uploads, remove_orphans, uploaded,

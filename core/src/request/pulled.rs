@@ -55,7 +55,7 @@ pub(crate) fn apply_pulled(
     let mut ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
     for a in assigned {
         if let Some((Lifecycle::Queued | Lifecycle::Sent, _)) = lifecycle_of(tx, &a.request_id)? {
-            accept(tx, env, &a.request_id, &a.service_request_id, env.now_ms)?;
+            accept(tx, env, &a.request_id, &a.service_request_id)?;
         }
         ids.insert(a.request_id);
     }
@@ -111,8 +111,7 @@ pub(crate) fn materialize(
         if let Some((mut lifecycle, shown_status)) = lifecycle_of(tx, &id)? {
             let before = lifecycle;
             if let (Some(n), Lifecycle::Queued | Lifecycle::Sent) = (&number, lifecycle) {
-                // When the device learned it, on the device's clock, as its other steps are.
-                accept(tx, env, &id, n, env.now_ms)?;
+                accept(tx, env, &id, n)?;
                 lifecycle = Lifecycle::Delivered;
             }
             if let Some(s) = status.filter(|_| lifecycle == Lifecycle::Delivered) {

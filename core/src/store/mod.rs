@@ -437,31 +437,13 @@ impl Store {
     /// The server refused the request: it goes back to a draft with the reason in its history.
     pub fn mark_rejected(&self, id: &str, reason: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| {
-            match request::lifecycle_of(tx, &id)? {
-                None => return Err(Error::no_request(id)),
-                Some((l, s))
-                    if !matches!(
-                        l,
-                        crate::vocab::Lifecycle::Queued | crate::vocab::Lifecycle::Sent
-                    ) =>
-                {
-                    return Err(Error::WrongState {
-                        id,
-                        state: State::of(l, s),
-                        action: "reject",
-                    })
-                }
-                _ => {}
-            }
-            request::reject(tx, env, &id, reason)
-        })?;
+        self.write(|tx| request::refuse(tx, env, &id, reason))?;
         self.reindex(&id)
     }
 
     pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::accept(tx, env, &id, service_request_id, env.now_ms))
+        self.write(|tx| request::accept(tx, env, &id, service_request_id))
     }
 
     /// A status of the city's learned outside sync (an Open311 server polled), with its note.

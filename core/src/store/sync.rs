@@ -16,7 +16,9 @@ use crate::sync::protocol::{RegisterBody, Registered, Role, SyncResponse};
 use crate::sync::transport::Transport;
 use crate::sync::{ApplyReport, Change, Document, Progress, SyncOptions, SyncReport};
 use crate::vocab::limits::MAX_NOTE_CHARS;
-use crate::vocab::{FieldValue, Lifecycle, Note, Priority, Problem, ProblemKind, RequestId, State};
+use crate::vocab::{
+    FieldValue, Lifecycle, Note, Priority, Problem, ProblemKind, RequestId, State, Status,
+};
 
 /// Who this device is on its server. The token is not part of it: it stays in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,36 +145,31 @@ impl Store {
 
     // ---- operations on requests that have left the device ----
 
-    fn role(&self) -> Result<Role> {
-        Ok(self
-            .read(registration)?
-            .map(|(r, _)| r.role)
-            .unwrap_or(Role::Resident))
-    }
-
-    fn shared_edit(&self, id: &str, values: Vec<FieldValue>) -> Result<()> {
+    /// Logs edits of a request that has left the device; `values` makes them given the author
+    /// this device's notes carry. The registration is read once, for the role and the author.
+    fn shared_edit(&self, id: &str, values: impl FnOnce(&str) -> Vec<FieldValue>) -> Result<()> {
         let id = RequestId::parse(id)?;
-        let inspector = self.role()? == Role::Inspector;
+        let (inspector, author) = match self.read(registration)? {
+            Some((r, _)) => (
+                r.role == Role::Inspector,
+                format!("{}:{}", r.role.as_str(), r.device_id),
+            ),
+            None => (false, "device".to_string()),
+        };
+        let values = values(&author);
         let env = self.env();
         let touched = self.write(|tx| request::shared_edit(tx, env, inspector, &id, values))?;
         self.reindex_touched(touched)
     }
 
-    fn author(&self) -> Result<String> {
-        Ok(match self.read(registration)? {
-            Some((r, _)) => format!("{}:{}", r.role.as_str(), r.device_id),
-            None => "device".into(),
-        })
-    }
-
-    fn note(&self, text: &str, public: bool, status: Option<crate::vocab::Status>) -> Result<Note> {
-        Ok(Note {
+    fn note(&self, author: &str, text: &str, public: bool, status: Option<Status>) -> Note {
+        Note {
             id: self.ids.uuid(self.now_ms()).to_string(),
-            author: self.author()?,
+            author: author.to_string(),
             text: text.to_string(),
             public,
             status,
-        })
+        }
     }
 
     /// Sets the city's status of a request, with the note that explains it (Open311
@@ -185,11 +182,12 @@ impl Store {
                 format!("{status} is not a city status (accepted, in_progress, scheduled, completed, cancelled)"),
             )));
         };
-        let mut values = vec![FieldValue::Status(s)];
-        if let Some(note) = note.map(str::trim).filter(|n| !n.is_empty()) {
-            values.push(FieldValue::Note(self.note(note, true, Some(s))?));
-        }
-        self.shared_edit(id, values)
+        let note = note.map(str::trim).filter(|n| !n.is_empty());
+        self.shared_edit(id, |author| {
+            let mut values = vec![FieldValue::Status(s)];
+            values.extend(note.map(|n| FieldValue::Note(self.note(author, n, true, Some(s)))));
+            values
+        })
     }
 
     /// Adds a note; internal notes are seen by inspectors only. Returns the note's id.
@@ -202,9 +200,12 @@ impl Store {
                 format!("a note has 1 to {MAX_NOTE_CHARS} characters"),
             )));
         }
-        let note = self.note(text, public, None)?;
-        let note_id = note.id.clone();
-        self.shared_edit(id, vec![FieldValue::Note(note)])?;
+        let mut note_id = String::new();
+        self.shared_edit(id, |author| {
+            let note = self.note(author, text, public, None);
+            note_id = note.id.clone();
+            vec![FieldValue::Note(note)]
+        })?;
         Ok(note_id)
     }
 
@@ -213,7 +214,7 @@ impl Store {
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(str::to_string);
-        self.shared_edit(id, vec![FieldValue::Assignee(assignee)])
+        self.shared_edit(id, |_| vec![FieldValue::Assignee(assignee)])
     }
 
     /// `low`, `normal`, `high` or `urgent`; `None` clears it.
@@ -228,7 +229,7 @@ impl Store {
                 ))
             })?),
         };
-        self.shared_edit(id, vec![FieldValue::Priority(priority)])
+        self.shared_edit(id, |_| vec![FieldValue::Priority(priority)])
     }
 
     /// A request as replicated: merged fields, notes and photos in force, and the whole

@@ -112,19 +112,40 @@ impl From<&Change> for StoredChange {
 /// The same wire form as [`Change`]'s, the value written as stored.
 impl Serialize for StoredChange {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Change", 7)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("request_id", &self.request_id)?;
-        st.serialize_field("field", &*self.field.name())?;
-        st.serialize_field("value", &self.value)?;
-        st.serialize_field("hlc", &self.hlc.0)?;
-        st.serialize_field("replica", self.id.replica.as_str())?;
-        if let Some(r) = self.replaced {
-            st.serialize_field("replaced", &r.0)?;
-        }
-        st.end()
+        wire(
+            s,
+            &self.id,
+            &self.request_id,
+            &self.field,
+            &self.value,
+            self.hlc,
+            self.replaced,
+        )
     }
+}
+
+/// Writes a change's wire form: `{id, request_id, field, value, hlc, replica, replaced?}`.
+fn wire<S: Serializer>(
+    s: S,
+    id: &ChangeId,
+    request_id: &RequestId,
+    field: &Field,
+    value: &impl Serialize,
+    hlc: Hlc,
+    replaced: Option<Hlc>,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Change", 7)?;
+    st.serialize_field("id", id)?;
+    st.serialize_field("request_id", request_id)?;
+    st.serialize_field("field", &*field.name())?;
+    st.serialize_field("value", value)?;
+    st.serialize_field("hlc", &hlc.0)?;
+    st.serialize_field("replica", id.replica.as_str())?;
+    if let Some(r) = replaced {
+        st.serialize_field("replaced", &r.0)?;
+    }
+    st.end()
 }
 
 /// A change as the wire and the log's readers see it: names and JSON, not yet checked.
@@ -204,18 +225,16 @@ fn build(
 /// The wire form, written straight from the typed change.
 impl Serialize for Change {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Change", 7)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("request_id", &self.request_id)?;
-        st.serialize_field("field", &*self.field().name())?;
-        st.serialize_field("value", &self.value)?;
-        st.serialize_field("hlc", &self.hlc.0)?;
-        st.serialize_field("replica", self.id.replica.as_str())?;
-        if let Some(r) = self.replaced {
-            st.serialize_field("replaced", &r.0)?;
-        }
-        st.end()
+        let field = self.field();
+        wire(
+            s,
+            &self.id,
+            &self.request_id,
+            &field,
+            &self.value,
+            self.hlc,
+            self.replaced,
+        )
     }
 }
 
@@ -226,7 +245,7 @@ impl<'de> Deserialize<'de> for Change {
         use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 
         enum Read {
-            Typed(Result<FieldValue, ValueError>),
+            Typed(FieldValue),
             Held(Value),
         }
 
@@ -263,7 +282,7 @@ impl<'de> Deserialize<'de> for Change {
                         }
                         "value" => {
                             value = Some(match &field {
-                                Some(f) => Read::Typed(Ok(map.next_value_seed(Seed(f))?)),
+                                Some(f) => Read::Typed(map.next_value_seed(Seed(f))?),
                                 None => Read::Held(map.next_value::<Value>()?),
                             })
                         }
@@ -277,7 +296,7 @@ impl<'de> Deserialize<'de> for Change {
                 let missing = |what: &'static str| A::Error::missing_field(what);
                 let field = field.ok_or_else(|| missing("field"))?;
                 let value = match value.ok_or_else(|| missing("value"))? {
-                    Read::Typed(v) => v,
+                    Read::Typed(v) => Ok(v),
                     Read::Held(v) => FieldValue::from_json(&field, v),
                 };
                 build(

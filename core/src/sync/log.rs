@@ -118,8 +118,12 @@ fn request_number(conn: &Connection, id: &RequestId) -> Result<Option<i64>> {
 
 /// This replica's id.
 pub fn replica_id(conn: &Connection) -> Result<ReplicaId> {
-    sql::get(conn, Key::REPLICA_ID)?
-        .and_then(|id| ReplicaId::parse(&id))
+    stored_replica(sql::get(conn, Key::REPLICA_ID)?)
+}
+
+fn stored_replica(id: Option<String>) -> Result<ReplicaId> {
+    id.as_deref()
+        .and_then(ReplicaId::parse)
         .ok_or(Error::Stored {
             what: "the replica id",
             detail: "missing or unreadable".into(),
@@ -136,11 +140,9 @@ pub fn init_replica(tx: &Transaction, entropy: &dyn Entropy) -> Result<ReplicaId
     Ok(id)
 }
 
+/// This replica's clock: its offset and the last stamp it issued or saw.
 pub fn clock(conn: &Connection) -> Result<Clock> {
-    Ok(Clock::new(
-        Hlc(sql::get_num(conn, Key::HLC_LAST, 0)?),
-        sql::get_num(conn, Key::CLOCK_OFFSET, 0)?,
-    ))
+    Ok(local(conn)?.clock)
 }
 
 fn save_clock(tx: &Transaction, clock: &Clock) -> Result<()> {
@@ -203,13 +205,7 @@ fn local(conn: &Connection) -> Result<Local> {
     let last = num(last).max(queued_hlc.unwrap_or(0) as u64);
     let counter = num(counter).max(queued_counter.unwrap_or(0) as u64);
     Ok(Local {
-        replica: replica
-            .as_deref()
-            .and_then(ReplicaId::parse)
-            .ok_or(Error::Stored {
-                what: "the replica id",
-                detail: "missing or unreadable".into(),
-            })?,
+        replica: stored_replica(replica)?,
         clock: Clock::new(Hlc(last), offset),
         counter,
     })
@@ -458,38 +454,78 @@ fn stored(detail: impl ToString) -> Error {
     }
 }
 
-/// A change read back from the log. What the log holds was checked on the way in, so a failure
-/// here is a damaged or hand-edited file.
-fn change_from_row(r: &rusqlite::Row) -> Result<Change> {
+/// The parts of a change read back from the log ([`CHANGE_COLUMNS`]), its value still the text
+/// stored. What the log holds was checked on the way in, so a failure here is a damaged or
+/// hand-edited file.
+fn row_parts<'r>(r: &'r rusqlite::Row) -> Result<RowParts<'r>> {
     let request: &str = r.get_ref(0)?.as_str().map_err(stored)?;
     let replica: &str = r.get_ref(1)?.as_str().map_err(stored)?;
     let field: &str = r.get_ref(3)?.as_str().map_err(stored)?;
-    let field = Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?;
-    let value: &str = r.get_ref(4)?.as_str().map_err(stored)?;
-    Ok(Change {
+    Ok(RowParts {
         request_id: RequestId::parse(request).map_err(stored)?,
         id: ChangeId {
             replica: ReplicaId::parse(replica).ok_or_else(|| stored("replica id"))?,
             counter: r.get::<_, i64>(2)? as u64,
         },
-        value: FieldValue::from_json_text(&field, value).map_err(stored)?,
+        field: Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?,
+        value: r.get_ref(4)?.as_str().map_err(stored)?,
         hlc: Hlc(r.get::<_, i64>(5)? as u64),
         replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
     })
 }
 
+/// A logged change before its value is decoded: the value borrows the row's text.
+struct RowParts<'r> {
+    request_id: RequestId,
+    id: ChangeId,
+    field: Field,
+    value: &'r str,
+    hlc: Hlc,
+    replaced: Option<Hlc>,
+}
+
+/// A change read back from the log, its value decoded.
+fn change_from_row(r: &rusqlite::Row) -> Result<Change> {
+    let RowParts {
+        request_id,
+        id,
+        field,
+        value,
+        hlc,
+        replaced,
+    } = row_parts(r)?;
+    Ok(Change {
+        request_id,
+        id,
+        value: FieldValue::from_json_text(&field, value).map_err(stored)?,
+        hlc,
+        replaced,
+    })
+}
+
+/// A change read back as stored: its value is not decoded again.
+fn stored_from_row(r: &rusqlite::Row) -> Result<StoredChange> {
+    let RowParts {
+        request_id,
+        id,
+        field,
+        value,
+        hlc,
+        replaced,
+    } = row_parts(r)?;
+    Ok(StoredChange {
+        request_id,
+        id,
+        field,
+        value: serde_json::value::RawValue::from_string(value.to_string()).map_err(stored)?,
+        hlc,
+        replaced,
+    })
+}
+
 /// A request's changes in (stamp, replica, counter) order.
 pub fn load(conn: &Connection, request_id: &RequestId) -> Result<Vec<Change>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CHANGE_COLUMNS} FROM sync_change_rows WHERE request_id = ?1"
-    ))?;
-    let mut rows = stmt.query([request_id.to_string()])?;
-    let mut changes = Vec::new();
-    while let Some(r) = rows.next()? {
-        changes.push(change_from_row(r)?);
-    }
-    merge::sort(&mut changes);
-    Ok(changes)
+    load_where(conn, request_id, |_| true)
 }
 
 /// The changes of a few fields of one request, in (stamp, replica, counter) order. Only those
@@ -500,15 +536,23 @@ pub fn load_fields(
     fields: &[Field],
 ) -> Result<Vec<Change>> {
     let names: Vec<String> = fields.iter().map(|f| f.name().into_owned()).collect();
-    // Filtering the fields here rather than in SQL keeps the statement one cached plan.
+    load_where(conn, request_id, |field| names.iter().any(|n| n == field))
+}
+
+/// The changes of one request whose field name `wanted` keeps, decoded and sorted. Filtering
+/// here rather than in SQL keeps the statement one cached plan.
+fn load_where(
+    conn: &Connection,
+    request_id: &RequestId,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<Change>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANGE_COLUMNS} FROM sync_change_rows WHERE request_id = ?1"
     ))?;
     let mut rows = stmt.query([request_id.to_string()])?;
     let mut changes = Vec::new();
     while let Some(r) = rows.next()? {
-        let field = r.get_ref(3)?.as_str().map_err(stored)?;
-        if names.iter().any(|n| n == field) {
+        if wanted(r.get_ref(3)?.as_str().map_err(stored)?) {
             changes.push(change_from_row(r)?);
         }
     }
@@ -672,24 +716,27 @@ pub fn acknowledge(tx: &Transaction, changes: &[Change]) -> Result<()> {
         return Ok(());
     }
     remember_local(tx)?;
-    let mut names = Names::default();
-    let mut stmt = tx.prepare_cached(
-        "DELETE FROM sync_outbox WHERE request = ?1 AND replica = ?2 AND counter = ?3",
-    )?;
-    for c in changes {
-        let (key, _) = names.key(tx, c)?;
-        stmt.execute(params![key.0, key.1, key.2])?;
-    }
-    Ok(())
+    each_queued(
+        tx,
+        changes,
+        "DELETE FROM sync_outbox WHERE counter = ?3 AND request = ?1 AND replica = ?2",
+    )
 }
 
 /// Marks queued changes as pushed: from now on the server may hold them, even if the answer
 /// that would say so is lost.
 pub fn mark_pushed(tx: &Transaction, changes: &[Change]) -> Result<()> {
-    let mut names = Names::default();
-    let mut stmt = tx.prepare_cached(
+    each_queued(
+        tx,
+        changes,
         "UPDATE sync_outbox SET pushed = 1 WHERE counter = ?3 AND request = ?1 AND replica = ?2",
-    )?;
+    )
+}
+
+/// Runs `sql` on the outbox row of each change (`?1` request, `?2` replica, `?3` counter).
+fn each_queued(tx: &Transaction, changes: &[Change], sql: &str) -> Result<()> {
+    let mut names = Names::default();
+    let mut stmt = tx.prepare_cached(sql)?;
     for c in changes {
         let (key, _) = names.key(tx, c)?;
         stmt.execute(params![key.0, key.1, key.2])?;
@@ -832,23 +879,4 @@ pub fn changes_since(
         }
     }
     Ok((out, cursor, scanned == scan))
-}
-
-/// A change read back as stored: what was checked on the way in is not checked again.
-fn stored_from_row(r: &rusqlite::Row) -> Result<StoredChange> {
-    let request: &str = r.get_ref(0)?.as_str().map_err(stored)?;
-    let replica: &str = r.get_ref(1)?.as_str().map_err(stored)?;
-    let field: &str = r.get_ref(3)?.as_str().map_err(stored)?;
-    let value: &str = r.get_ref(4)?.as_str().map_err(stored)?;
-    Ok(StoredChange {
-        request_id: RequestId::parse(request).map_err(stored)?,
-        id: ChangeId {
-            replica: ReplicaId::parse(replica).ok_or_else(|| stored("replica id"))?,
-            counter: r.get::<_, i64>(2)? as u64,
-        },
-        field: Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?,
-        value: serde_json::value::RawValue::from_string(value.to_string()).map_err(stored)?,
-        hlc: Hlc(r.get::<_, i64>(5)? as u64),
-        replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
-    })
 }

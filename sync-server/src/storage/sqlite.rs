@@ -194,23 +194,28 @@ fn log_state(tx: &Transaction) -> Result<LogState, ServerError> {
     })
 }
 
+/// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
+const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
+
+fn scope_from_row(r: &rusqlite::Row) -> rusqlite::Result<RequestScope> {
+    Ok(RequestScope {
+        created_by: r.get(0)?,
+        ward: r.get(1)?,
+        lat: r.get(2)?,
+        lon: r.get(3)?,
+        public: r.get(4)?,
+    })
+}
+
 fn scope_row(
     tx: &Transaction,
     request_id: &RequestId,
 ) -> Result<Option<RequestScope>, ServerError> {
     Ok(tx
-        .prepare_cached(
-            "SELECT created_by, ward, lat, lon, public FROM requests WHERE request_id = ?1",
-        )?
-        .query_row([request_id.to_string()], |r| {
-            Ok(RequestScope {
-                created_by: r.get(0)?,
-                ward: r.get(1)?,
-                lat: r.get(2)?,
-                lon: r.get(3)?,
-                public: r.get(4)?,
-            })
-        })
+        .prepare_cached(&format!(
+            "SELECT {SCOPE_COLUMNS} FROM requests r WHERE r.request_id = ?1"
+        ))?
+        .query_row([request_id.to_string()], scope_from_row)
         .optional()?)
 }
 
@@ -240,10 +245,18 @@ fn admit(
     let (mut assigned, mut fresh) = (Vec::new(), Vec::new());
     for request_id in seen {
         let mine = changes.iter().filter(|c| c.request_id == request_id);
-        let known = scope_row(tx, &request_id)?;
+        let known: Option<(RequestScope, i64)> = tx
+            .prepare_cached(&format!(
+                "SELECT {SCOPE_COLUMNS}, r.service_request_id FROM requests r
+                 WHERE r.request_id = ?1"
+            ))?
+            .query_row([request_id.to_string()], |r| {
+                Ok((scope_from_row(r)?, r.get(5)?))
+            })
+            .optional()?;
         if let Some(c) = mine
             .clone()
-            .find(|c| !scope::may_write(device, &c.value, known.as_ref()))
+            .find(|c| !scope::may_write(device, &c.value, known.as_ref().map(|k| &k.0)))
         {
             return Err(refuse(
                 403,
@@ -252,7 +265,7 @@ fn admit(
             ));
         }
         let number: i64 = match known {
-            Some(request) => {
+            Some((request, number)) => {
                 if !scope::may_change(device, &request) {
                     return Err(refuse(
                         403,
@@ -260,8 +273,7 @@ fn admit(
                         format!("request {request_id} is not this device's to change"),
                     ));
                 }
-                tx.prepare_cached("SELECT service_request_id FROM requests WHERE request_id = ?1")?
-                    .query_row([request_id.to_string()], |r| r.get(0))?
+                number
             }
             None => {
                 if !mine.clone().any(|c| c.field() == Field::Create) {
@@ -543,19 +555,11 @@ impl Storage for SqliteStorage {
 
     fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.created_by, r.ward, r.lat, r.lon, r.public FROM photo_refs p
-             JOIN requests r ON r.request_id = p.request_id WHERE p.sha256 = ?1",
-        )?;
-        let rows = stmt.query_map([sha256], |r| {
-            Ok(RequestScope {
-                created_by: r.get(0)?,
-                ward: r.get(1)?,
-                lat: r.get(2)?,
-                lon: r.get(3)?,
-                public: r.get(4)?,
-            })
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SCOPE_COLUMNS} FROM photo_refs p
+             JOIN requests r ON r.request_id = p.request_id WHERE p.sha256 = ?1"
+        ))?;
+        let rows = stmt.query_map([sha256], scope_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
