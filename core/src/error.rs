@@ -23,6 +23,10 @@ pub enum ChangeError {
     Malformed { id: String, reason: String },
     #[error("change {id} is stamped {ahead_ms} ms in the future; the device's clock is wrong")]
     FromTheFuture { id: String, ahead_ms: u64 },
+    /// Older than the server keeps removals for: such a change could be compacted at once and
+    /// expire every other device's cursor, so the past cannot be written.
+    #[error("change {id} is stamped before {horizon_ms} ms, older than the server keeps history")]
+    BeforeRetention { id: String, horizon_ms: i64 },
 }
 
 /// What was looked for and not found.

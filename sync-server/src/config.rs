@@ -28,6 +28,8 @@ pub struct Config {
     pub jurisdiction: String,
     /// Days overwritten values and removals are kept for devices that are offline; a device
     /// away longer resyncs in full. Longer than the longest offline shift you expect.
-    #[arg(long, env = "CURBSIDE_RETENTION_DAYS", default_value_t = 180)]
+    /// Changes stamped earlier than this are refused.
+    #[arg(long, env = "CURBSIDE_RETENTION_DAYS", default_value_t = 180,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub retention_days: u32,
 }

@@ -141,11 +141,22 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Drops overwritten values and removals older than the retention, and remembers how far
-/// that reached so older cursors resync in full.
+/// The oldest time the server keeps history from: changes stamped earlier are refused, and
+/// what arrived earlier may be compacted.
+pub fn retention_horizon_ms(now_ms: i64, retention_days: u32) -> i64 {
+    now_ms
+        .saturating_sub(i64::from(retention_days) * 86_400_000)
+        .max(0)
+}
+
+/// Drops overwritten values and removals both stamped and received before the retention
+/// horizon, and remembers how far that reached so older cursors resync in full. Bounding by
+/// arrival too means no device can expire the others' cursors with changes it back-dates.
 pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerError> {
-    let horizon_ms = state.clock.now_ms() - i64::from(retention_days) * 86_400_000;
-    state.storage.compact(Hlc::new(horizon_ms.max(0) as u64, 0))
+    let horizon_ms = retention_horizon_ms(state.clock.now_ms(), retention_days);
+    state
+        .storage
+        .compact(Hlc::new(horizon_ms as u64, 0), horizon_ms)
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish. Overwritten values

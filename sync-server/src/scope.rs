@@ -7,13 +7,19 @@
 //!   public numbers, internal notes).
 //! - A device sees a request in full if it may change it (a resident without internal notes),
 //!   and the public view of a public request within [`NEAR_M`] of a place it reported from.
+//! - Nothing a resident receives identifies another device or person ([`shape`]): in the
+//!   public view replica ids are pseudonyms (per request, so two reports cannot be linked to
+//!   one phone) and a creation carries no creator; a note names its author's role only, set
+//!   from the token ([`may_write`] refuses any other).
 
 use std::collections::HashSet;
 
 use curbside_core::geo::distance_m;
 use curbside_core::sync::protocol::Role;
 use curbside_core::sync::StoredChange;
-use curbside_core::FieldValue;
+use curbside_core::vocab::{ChangeId, ReplicaId};
+use curbside_core::{Field, FieldValue};
+use sha2::{Digest, Sha256};
 
 /// How near (metres) a request must be to a place a resident reported from to be in their
 /// public view: the duplicate check looks at most ~100 m away, and people move a little.
@@ -63,6 +69,8 @@ pub fn may_write(device: &Device, value: &FieldValue, request: Option<&RequestSc
     match value {
         FieldValue::ServiceRequestId(_) => false,
         FieldValue::Create(_) => request.is_none_or(|r| r.created_by == device.id),
+        // A note's author is its writer's role, which the token says, not the client.
+        FieldValue::Note(n) if n.author != device.role.as_str() => false,
         v => device.role == Role::Inspector || !v.is_inspector_only(),
     }
 }
@@ -94,6 +102,72 @@ pub fn sees(device: &Device, access: Access, change: &StoredChange) -> bool {
         Access::Full => device.role == Role::Inspector || !change.is_internal_note(),
         Access::Public => change.is_public(),
     }
+}
+
+/// The role a note's author names: older clients wrote `role:device`, which must not leave
+/// the staff scope.
+fn author_role(author: &str) -> &'static str {
+    match author.split(':').next() {
+        Some("inspector") => "inspector",
+        Some("city") => "city",
+        _ => "resident",
+    }
+}
+
+/// A stable pseudonym of `replica` within one request: the same writer keeps one id in a
+/// request's history (merge order holds), but two requests' pseudonyms cannot be linked.
+fn pseudonym(key: &str, change: &StoredChange) -> ReplicaId {
+    let digest = Sha256::new()
+        .chain_update(key.as_bytes())
+        .chain_update(change.request_id.to_string().as_bytes())
+        .chain_update(change.id.replica.as_str().as_bytes());
+    let hex: String = digest.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ReplicaId::parse(&hex).expect("16 hex digits")
+}
+
+/// The change as `device` receives it, given its `access` to the request; `key` is the
+/// server's secret for pseudonyms. `None`: a stored value that cannot be read is not sent.
+pub fn shape(
+    device: &Device,
+    access: Access,
+    change: StoredChange,
+    key: &str,
+) -> Option<StoredChange> {
+    let public = access == Access::Public;
+    let rewrite = match change.field {
+        Field::Create => public,
+        Field::Note => device.role != Role::Inspector,
+        _ => false,
+    };
+    let mut change = if rewrite {
+        let value = match FieldValue::from_json_text(&change.field, change.value.get()).ok()? {
+            FieldValue::Create(mut c) => {
+                c.created_by = None;
+                FieldValue::Create(c)
+            }
+            FieldValue::Note(mut n) => {
+                n.author = author_role(&n.author).to_string();
+                FieldValue::Note(n)
+            }
+            other => other,
+        };
+        StoredChange {
+            value: serde_json::value::RawValue::from_string(value.to_json_text()).ok()?,
+            ..change
+        }
+    } else {
+        change
+    };
+    if public {
+        change.id = ChangeId {
+            replica: pseudonym(key, &change),
+            counter: change.id.counter,
+        };
+    }
+    Some(change)
 }
 
 #[cfg(test)]
@@ -157,13 +231,30 @@ mod tests {
             "its creator, again"
         );
         assert!(!may_write(&ward10, &create, Some(&request)), "nobody else");
-        let internal = FieldValue::Note(Note {
-            id: "n".into(),
-            author: "i".into(),
-            text: "t".into(),
-            public: false,
-            status: None,
-        });
-        assert!(!may_write(&ana, &internal, Some(&request)));
+        let note = |author: &str, public: bool| {
+            FieldValue::Note(Note {
+                id: "n".into(),
+                author: author.into(),
+                text: "t".into(),
+                public,
+                status: None,
+            })
+        };
+        assert!(!may_write(&ana, &note("resident", false), Some(&request)));
+        assert!(may_write(&ana, &note("resident", true), Some(&request)));
+        assert!(
+            !may_write(&ana, &note("inspector", true), Some(&request)),
+            "a resident's note cannot read as the city's"
+        );
+        assert!(!may_write(
+            &ana,
+            &note("resident:ana", true),
+            Some(&request)
+        ));
+        assert!(may_write(
+            &ward10,
+            &note("inspector", false),
+            Some(&request)
+        ));
     }
 }

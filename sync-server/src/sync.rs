@@ -113,6 +113,7 @@ pub fn sync(
         )));
     }
     let now = state.clock.now_ms();
+    let horizon_ms = crate::retention_horizon_ms(now, state.retention_days);
     // Checked before any state is touched: the batch is applied whole or not at all.
     let mut changes = Vec::with_capacity(body.changes.len());
     for wire in body.changes {
@@ -123,6 +124,7 @@ pub fn sync(
             message: e.to_string(),
         };
         let change = Change::try_from(wire).map_err(refused)?;
+        change.check_not_before(horizon_ms).map_err(refused)?;
         match change.check_stamp(now, MAX_AHEAD_MS) {
             Ok(()) => changes.push(change),
             Err(ChangeError::FromTheFuture { .. }) => {

@@ -204,13 +204,14 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         StatusCode::OK
     );
 
+    let now_hlc = curbside_core::sync::Hlc::new(SystemClock.now_ms() as u64, 0).0;
     for (token, body, expected) in [
         (None, "{}".to_string(), StatusCode::UNAUTHORIZED),
         (Some("not-a-token"), "{}".to_string(), StatusCode::UNAUTHORIZED),
         (Some(resident.as_str()), "{\"changes\": [".to_string(), StatusCode::BAD_REQUEST),
         (Some(resident.as_str()), json!({"cursor": "another-server:12"}).to_string(), StatusCode::CONFLICT),
         (Some(resident.as_str()), json!({"changes": [{"id": "x:1", "request_id": id, "field": "colour", "value": "red", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
-        (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::NOT_FOUND),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": now_hlc, "replica": "x"}]}).to_string(), StatusCode::NOT_FOUND),
     ] {
         let (status, v) = post(&server, "/v1/sync", token, &body).await;
         assert_eq!(status, expected, "{body}: {v}");
@@ -240,5 +241,212 @@ async fn scope_tokens_and_bad_input_are_enforced() {
             .iter()
             .any(|c| c["id"] == "phone:98"),
         "no partial apply"
+    );
+}
+
+/// One phone must not be able to write the past: a change stamped in 1970 would be compacted at
+/// once and expire every other device's cursor. Old stamps are refused; changes stamped just
+/// inside the retention are kept until they have been here for the retention too.
+#[tokio::test]
+async fn no_device_can_expire_the_others_cursors_with_back_dated_changes() {
+    use curbside_core::sync::Hlc;
+    use curbside_core::vocab::{FieldValue, OsEntropy};
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(curbside_core::vocab::ManualClock::new(SystemClock.now_ms()));
+    let server = Arc::new(
+        AppState::load_with(
+            &Config {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                data_dir: dir.path().join("server"),
+                catalog: None,
+                admin_key: Some("city-admin".into()),
+                jurisdiction: "toronto.ca".into(),
+                retention_days: 180,
+            },
+            clock.clone(),
+            Arc::new(OsEntropy),
+        )
+        .unwrap(),
+    );
+    let resident = register(&server, json!({})).await;
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let (_, changes) = phone_report(dir.path(), 43.6534, -79.3841);
+    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&resident), &push(changes.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, seen) = post(&server, "/v1/sync", Some(&inspector), "{}").await;
+    let cursor = seen["cursor"].as_str().unwrap().to_string();
+
+    let description = changes
+        .iter()
+        .find(|c| matches!(c.value, FieldValue::Description(_)))
+        .unwrap();
+    let dated = |counter: u64, ms: i64, text: &str| Change {
+        hlc: Hlc::new(ms as u64, 0),
+        value: FieldValue::Description(text.into()),
+        ..by(description.replica().as_str(), counter, description)
+    };
+    let now = clock.now_ms();
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&resident),
+        &push(vec![dated(900, 0, "1970")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v[0]["description"].as_str().unwrap().contains("older than"),
+        "{v}"
+    );
+
+    // Just inside the retention, one overwriting the other: accepted.
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&resident),
+        &push(vec![
+            dated(901, now - 179 * DAY, "first"),
+            dated(902, now - 179 * DAY + 1, "second"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Two days on, both stamps are past the horizon but arrived inside it: nothing goes.
+    clock.advance(2 * DAY);
+    assert_eq!(curbside_server::compact(&server, 180).unwrap(), 0);
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&inspector),
+        &json!({ "cursor": cursor }).to_string(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the inspector's cursor still holds: {v}"
+    );
+    // Once they have been here for the retention as well, the overwritten one goes.
+    clock.advance(180 * DAY);
+    assert!(curbside_server::compact(&server, 180).unwrap() >= 1);
+}
+
+/// What a neighbour receives identifies nobody: no replica or device id of the reporter, no
+/// note author beyond a role, and nothing of the city's internal notes, retractions included.
+#[tokio::test]
+async fn a_neighbour_learns_nothing_of_who_reported_or_of_internal_notes() {
+    use curbside_core::sync::Hlc;
+    use curbside_core::vocab::{FieldValue, Note};
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let (ana, ana_id) = {
+        let (_, v) = post(&server, "/v1/devices", None, "{}").await;
+        (
+            v["token"].as_str().unwrap().to_string(),
+            v["device_id"].as_str().unwrap().to_string(),
+        )
+    };
+    let ben = register(&server, json!({})).await;
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let a_dir = dir.path().join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let (_, changes) = phone_report(&a_dir, 43.6534, -79.3841);
+    let replica = changes[0].replica().to_string();
+    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(changes.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let note = |counter: u64, author: &str, public: bool, id: &str| Change {
+        hlc: Hlc::new(SystemClock.now_ms() as u64, counter as u16),
+        value: FieldValue::Note(Note {
+            id: id.into(),
+            author: author.into(),
+            text: format!("note {id}"),
+            public,
+            status: None,
+        }),
+        replaced: None,
+        ..by("c17y0000c17y0000", counter, &changes[0])
+    };
+    // A resident may not sign a note as the city.
+    let forged = by(&replica, 500, &note(1, "inspector", true, "forged"));
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(vec![forged]))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // The city writes a public note and an internal one, then retracts the internal one.
+    let retract = Change {
+        value: FieldValue::NoteRetract("internal".into()),
+        ..note(3, "inspector", false, "x")
+    };
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&inspector),
+        &push(vec![
+            note(1, "inspector", true, "public"),
+            note(2, "inspector", false, "internal"),
+            retract,
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+
+    // Ben reports 60 m away: the backfill brings Ana's open request to him, and so does a pull.
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (_, his) = phone_report(&b_dir, 43.6539, -79.3841);
+    let (status, first) = post(&server, "/v1/sync", Some(&ben), &push(his)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (_, again) = post(&server, "/v1/sync", Some(&ben), "{}").await;
+    let (_, anas) = post(&server, "/v1/sync", Some(&ana), "{}").await;
+    for (who, v) in [("backfill", &first), ("pull", &again)] {
+        let text = v["changes"].to_string();
+        assert!(
+            text.contains("note public"),
+            "{who}: the public note arrives: {text}"
+        );
+        for secret in [
+            replica.as_str(),
+            ana_id.as_str(),
+            "c17y0000c17y0000",
+            "internal",
+        ] {
+            assert!(!text.contains(secret), "{who} carries {secret}: {text}");
+        }
+        assert!(
+            v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["field"] == "note")
+                .all(|c| c["value"]["author"] == "inspector"),
+            "{who}: {text}"
+        );
+    }
+    // The reporter sees the city's public note, but neither the internal one nor its retraction.
+    let text = anas["changes"].to_string();
+    assert!(
+        text.contains("note public") && !text.contains("internal"),
+        "{text}"
     );
 }

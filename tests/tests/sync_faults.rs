@@ -151,8 +151,8 @@ fn a_phone_a_day_ahead_does_not_win_every_race() {
 
 fn a_device_offline_past_the_retention_resyncs_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    // Retention of zero days: everything overwritten is compacted as soon as it is asked.
-    let server = start_server(dir.path(), 0);
+    // Compacted with a retention of zero days: everything overwritten goes at once.
+    let server = start_server(dir.path(), 180);
     let resident = Store::open(dir.path().join("r.db")).unwrap();
     let city = Store::open(dir.path().join("city.db")).unwrap();
     resident
@@ -201,7 +201,7 @@ fn a_device_offline_past_the_retention_resyncs_in_full() {
 /// resync must not leave out this device's own changes on the pages after the first.
 fn a_resync_over_many_pages_brings_back_the_devices_own_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), 0);
+    let server = start_server(dir.path(), 180);
     let seeded = 300;
     let base = SystemClock.now_ms() as u64 - DAY_MS as u64;
     let ids = seed_requests(&server, seeded, "5eed5eed5eed5eed", base);

@@ -149,13 +149,13 @@ impl Store {
     /// this device's notes carry. The registration is read once, for the role and the author.
     fn shared_edit(&self, id: &str, values: impl FnOnce(&str) -> Vec<FieldValue>) -> Result<()> {
         let id = RequestId::parse(id)?;
-        let (inspector, author) = match self.read(registration)? {
-            Some((r, _)) => (
-                r.role == Role::Inspector,
-                format!("{}:{}", r.role.as_str(), r.device_id),
-            ),
-            None => (false, "device".to_string()),
+        // A note names its writer's role only: the server refuses any other author, and
+        // residents who read it learn nothing of who wrote it.
+        let role = match self.read(registration)? {
+            Some((r, _)) => r.role,
+            None => Role::Resident,
         };
+        let (inspector, author) = (role == Role::Inspector, role.as_str().to_string());
         let values = values(&author);
         let env = self.env();
         let touched = self.write(|tx| request::shared_edit(tx, env, inspector, &id, values))?;

@@ -44,6 +44,17 @@ impl Change {
         Ok(())
     }
 
+    /// Refuses a stamp older than `horizon_ms` (the server's retention horizon).
+    pub fn check_not_before(&self, horizon_ms: i64) -> Result<(), ChangeError> {
+        if (self.hlc.ms() as i64) < horizon_ms {
+            return Err(ChangeError::BeforeRetention {
+                id: self.id.to_string(),
+                horizon_ms,
+            });
+        }
+        Ok(())
+    }
+
     pub fn to_wire(&self) -> WireChange {
         WireChange {
             id: self.id.to_string(),

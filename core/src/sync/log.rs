@@ -808,10 +808,10 @@ pub fn set_clock_offset(
     Ok(restamp.len())
 }
 
-/// Drops what no replica needs once a retention period has passed ([`merge::obsolete`]).
-/// Returns how many changes went and the highest arrival number among them: a replica whose
+/// Drops what no replica needs once a retention period has passed ([`merge::obsolete`]),
+/// among the changes that arrived at or before arrival number `arrived_by`. Returns how many changes went and the highest arrival number among them: a replica whose
 /// cursor is older may have missed a removal, so it must resync in full.
-pub fn compact(tx: &Transaction, horizon: Hlc) -> Result<(usize, u64)> {
+pub fn compact(tx: &Transaction, horizon: Hlc, arrived_by: u64) -> Result<(usize, u64)> {
     let ids: Vec<String> = tx
         .prepare("SELECT DISTINCT request_id FROM sync_change_rows WHERE hlc < ?1")?
         .query_map([horizon.0 as i64], |r| r.get(0))?
@@ -841,6 +841,9 @@ pub fn compact(tx: &Transaction, horizon: Hlc) -> Result<(usize, u64)> {
         }
         for i in merge::obsolete(&changes, horizon) {
             let (seq, key) = places[i];
+            if seq > arrived_by {
+                continue;
+            }
             delete.execute(params![key.0, key.1, key.2])?;
             deleted += 1;
             max_seq = max_seq.max(seq);

@@ -61,7 +61,8 @@ pub trait Storage: Send + Sync {
     /// The requests that refer to a photo, for the scope rule.
     fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError>;
 
-    /// Drops overwritten values and removals stamped before `horizon`, and remembers how far
-    /// that reached so older cursors resync in full. Returns how many changes went.
-    fn compact(&self, horizon: Hlc) -> Result<usize, ServerError>;
+    /// Drops overwritten values and removals stamped before `horizon` that also arrived here
+    /// at or before `arrived_by_ms`, and remembers how far that reached so older cursors resync
+    /// in full. Returns how many changes went.
+    fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError>;
 }

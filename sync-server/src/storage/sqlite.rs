@@ -30,6 +30,8 @@ impl From<rusqlite::Error> for ServerError {
 const BACKFILL: usize = 200;
 
 const SERVER_ID: Key = Key::new("server_id");
+/// The secret behind the pseudonyms of the public view: never sent, unlike the server id.
+const PSEUDONYM_KEY: Key = Key::new("pseudonym_key");
 const COMPACTED_SEQ: Key = Key::new("compacted_seq");
 const COMPACTIONS: Key = Key::new("compactions");
 
@@ -81,8 +83,18 @@ CREATE TABLE photo_refs (
 INSERT OR IGNORE INTO photo_refs (sha256, request_id)
     SELECT json_extract(value, '$.sha256'), request_id FROM sync_change_rows WHERE field = 'photo';";
 
+/// Version 6: when changes arrived (the highest arrival number at a time, one row per push
+/// that applied any), so compaction touches only what arrived before the horizon too.
+const V6: &str = "
+CREATE TABLE arrivals (
+    seq   INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX arrivals_by_time ON arrivals (at_ms);
+INSERT INTO arrivals (seq, at_ms) SELECT MAX(seq), 0 FROM sync_changes HAVING MAX(seq) IS NOT NULL;";
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-const LADDER: [Step; 5] = [
+const LADDER: [Step; 6] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -101,12 +113,14 @@ const LADDER: [Step; 5] = [
         tx.execute_batch(OUTBOX_V5)?;
         tx.execute_batch(V5)
     },
+    |tx| tx.execute_batch(V6),
 ];
 
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
     /// Ward boundaries, for a new request's ward and inspectors' scope; loaded on first use.
     wards: OnceLock<Arc<Jurisdiction>>,
+    pseudonym_key: String,
 }
 
 impl SqliteStorage {
@@ -135,7 +149,7 @@ impl SqliteStorage {
                 LADDER.len()
             )));
         }
-        {
+        let pseudonym_key = {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(startup)?;
@@ -143,17 +157,22 @@ impl SqliteStorage {
             if version == 0 {
                 write_catalog(&tx, &Catalog::toronto(), now_ms)?;
             }
-            if sql::get(&tx, SERVER_ID)?.is_none() {
-                let id = format!("{:016x}{:016x}", entropy.next_u64(), entropy.next_u64());
-                sql::set(&tx, SERVER_ID, &id)?;
+            for key in [SERVER_ID, PSEUDONYM_KEY] {
+                if sql::get(&tx, key)?.is_none() {
+                    let id = format!("{:016x}{:016x}", entropy.next_u64(), entropy.next_u64());
+                    sql::set(&tx, key, &id)?;
+                }
             }
+            let pseudonym_key = sql::get(&tx, PSEUDONYM_KEY)?.unwrap_or_default();
             log::init_replica(&tx, entropy)?;
             tx.commit().map_err(startup)?;
-        }
+            pseudonym_key
+        };
         sql::keep_statements_prepared(&conn).map_err(startup)?;
         Ok(SqliteStorage {
             conn: Mutex::new(conn),
             wards: OnceLock::new(),
+            pseudonym_key,
         })
     }
 
@@ -355,13 +374,18 @@ fn refresh(
 /// What one device may see, decided per request by the scope rule and remembered for the call.
 struct View<'d> {
     device: &'d Device,
+    pseudonym_key: &'d str,
     /// Where a resident has reported from.
     places: Vec<(f64, f64)>,
     access: HashMap<RequestId, Access>,
 }
 
 impl<'d> View<'d> {
-    fn new(tx: &Transaction, device: &'d Device) -> Result<View<'d>, ServerError> {
+    fn new(
+        tx: &Transaction,
+        device: &'d Device,
+        pseudonym_key: &'d str,
+    ) -> Result<View<'d>, ServerError> {
         let places = if device.role == Role::Resident {
             tx.prepare_cached(
                 "SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL",
@@ -373,6 +397,7 @@ impl<'d> View<'d> {
         };
         Ok(View {
             device,
+            pseudonym_key,
             places,
             access: HashMap::new(),
         })
@@ -392,8 +417,32 @@ impl<'d> View<'d> {
 
     fn allows(&mut self, tx: &Transaction, c: &StoredChange) -> Result<bool, ServerError> {
         let access = self.access(tx, &c.request_id)?;
-        Ok(scope::sees(self.device, access, c))
+        if !scope::sees(self.device, access, c) {
+            return Ok(false);
+        }
+        // Retracting an internal note would tell a resident that one existed, and its id.
+        if c.field == Field::NoteRetract && self.device.role != Role::Inspector {
+            return retracts_public_note(tx, c);
+        }
+        Ok(true)
     }
+
+    /// The change in the form this device receives it ([`scope::shape`]).
+    fn shape(&self, c: StoredChange) -> Option<StoredChange> {
+        let access = self.access.get(&c.request_id).copied()?;
+        scope::shape(self.device, access, c, self.pseudonym_key)
+    }
+}
+
+/// Whether a retraction removes a public note (one not found counts as internal).
+fn retracts_public_note(tx: &Transaction, c: &StoredChange) -> Result<bool, ServerError> {
+    let Ok(FieldValue::NoteRetract(id)) = FieldValue::from_json_text(&c.field, c.value.get())
+    else {
+        return Ok(false);
+    };
+    Ok(log::load_fields(tx, &c.request_id, &[Field::Note])?
+        .iter()
+        .any(|n| matches!(&n.value, FieldValue::Note(n) if n.id == id && n.public)))
 }
 
 /// The public view of open requests near the resident's new requests.
@@ -442,11 +491,11 @@ fn backfill(
             let Ok(other) = RequestId::parse(&other) else {
                 continue;
             };
-            // Decided before this place joined the view, perhaps as out of sight.
-            view.access.remove(&other);
             if !sent.insert(other) {
                 continue;
             }
+            // Decided before this place joined the view, perhaps as out of sight.
+            view.access.remove(&other);
             for c in log::load(tx, &other)? {
                 let c = StoredChange::from(&c);
                 if view.allows(tx, &c)? {
@@ -513,7 +562,14 @@ impl Storage for SqliteStorage {
             let state = log_state(tx)?;
             let after = state.position(call.cursor)?;
             let (assigned, fresh) = admit(tx, call.device, call.changes, call.now_ms)?;
-            log::apply(tx, call.changes, call.now_ms)?;
+            let report = log::apply(tx, call.changes, call.now_ms)?;
+            if report.applied > 0 {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO arrivals (seq, at_ms)
+                     SELECT MAX(seq), ?1 FROM sync_changes",
+                )?
+                .execute([call.now_ms])?;
+            }
             let mut photo = tx.prepare_cached(
                 "INSERT OR IGNORE INTO photo_refs (sha256, request_id) VALUES (?1, ?2)",
             )?;
@@ -526,17 +582,18 @@ impl Storage for SqliteStorage {
             for id in &touched {
                 refresh(tx, wards, id)?;
             }
-            let mut view = View::new(tx, call.device)?;
+            let mut view = View::new(tx, call.device, &self.pseudonym_key)?;
             let mut failure = None;
-            let (mut changes, seq, more) = log::changes_since(tx, after, call.page, |c| {
-                if Some(c.replica()) == call.replica || failure.is_some() {
-                    return false;
-                }
-                view.allows(tx, c).unwrap_or_else(|e| {
-                    failure = Some(e);
-                    false
-                })
-            })?;
+            let (mut changes, seq, more): (Vec<StoredChange>, _, _) =
+                log::changes_since(tx, after, call.page, |c| {
+                    if Some(c.replica()) == call.replica || failure.is_some() {
+                        return false;
+                    }
+                    view.allows(tx, c).unwrap_or_else(|e| {
+                        failure = Some(e);
+                        false
+                    })
+                })?;
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -544,6 +601,7 @@ impl Storage for SqliteStorage {
             if call.device.role == Role::Resident {
                 changes.extend(backfill(tx, &mut view, &fresh)?);
             }
+            let changes = changes.into_iter().filter_map(|c| view.shape(c)).collect();
             Ok(SyncOutcome {
                 assigned,
                 changes,
@@ -563,9 +621,19 @@ impl Storage for SqliteStorage {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn compact(&self, horizon: Hlc) -> Result<usize, ServerError> {
+    fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
         self.write(|tx| {
-            let (deleted, max_seq) = log::compact(tx, horizon)?;
+            let arrived_by: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM arrivals WHERE at_ms <= ?1",
+                [arrived_by_ms],
+                |r| r.get(0),
+            )?;
+            let Some(arrived_by) = arrived_by else {
+                return Ok(0);
+            };
+            // Older marks say nothing the newest one before the horizon does not.
+            tx.execute("DELETE FROM arrivals WHERE seq < ?1", [arrived_by])?;
+            let (deleted, max_seq) = log::compact(tx, horizon, arrived_by as u64)?;
             if deleted > 0 {
                 let reached = sql::get_num(tx, COMPACTED_SEQ, 0u64)?.max(max_seq);
                 sql::set(tx, COMPACTED_SEQ, &reached.to_string())?;
