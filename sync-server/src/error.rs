@@ -37,6 +37,9 @@ pub enum ServerError {
     },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A limit of this device, key or address: try again after `retry_after_s`.
+    #[error("{message}")]
+    TooMany { retry_after_s: u64, message: String },
     /// Only while starting: a data directory or catalogue that cannot be used.
     #[error("cannot start: {0}")]
     Startup(String),
@@ -69,6 +72,7 @@ impl ServerError {
             ServerError::CursorExpired => StatusCode::GONE,
             ServerError::RequestRefused { status, .. } => *status,
             ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServerError::Startup(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,7 +105,14 @@ impl ServerError {
 
     /// The response in the format the client asked for.
     pub fn respond(&self, format: Format) -> Response {
-        crate::open311::error_body(format, self.status(), &self.error_object())
+        let mut response = crate::open311::error_body(format, self.status(), &self.error_object());
+        if let ServerError::TooMany { retry_after_s, .. } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after_s),
+            );
+        }
+        response
     }
 }
 

@@ -160,12 +160,28 @@ pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerErr
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish. Overwritten values
-/// and removals past the retention are compacted at start and every six hours.
+/// and removals past the retention are compacted at start and every six hours; unfinished
+/// uploads untouched for two days are dropped at start and every hour.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let s = sweeper.clone();
+            let before = std::time::SystemTime::now() - media::STALE_PART;
+            if let Ok(n) = tokio::task::spawn_blocking(move || media::sweep_parts(&s, before)).await
+            {
+                if n > 0 {
+                    tracing::info!(uploads = n, "stale unfinished uploads dropped");
+                }
+            }
+        }
+    });
     let compactor = state.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));

@@ -23,6 +23,9 @@ use crate::scope::Device;
 use crate::storage::{NewDevice, SyncCall};
 use crate::{blocking, AppState, ServerError};
 
+/// Photo references one push may carry: a request holds a handful of photos.
+pub const MAX_PHOTO_REFS: usize = 32;
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(DEVICES, post(register_handler))
@@ -110,6 +113,12 @@ pub fn sync(
     if body.changes.len() > MAX_PUSH {
         return Err(ServerError::BadRequest(format!(
             "push at most {MAX_PUSH} changes at a time"
+        )));
+    }
+    // Each photo reference is a row in the photo index and a permission for uploads.
+    if body.changes.iter().filter(|c| c.field == "photo").count() > MAX_PHOTO_REFS {
+        return Err(ServerError::BadRequest(format!(
+            "push at most {MAX_PHOTO_REFS} photo references at a time"
         )));
     }
     let now = state.clock.now_ms();

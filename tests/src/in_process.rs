@@ -127,8 +127,8 @@ impl Transport for InProcess {
     }
 
     fn photo_offset(&self, token: &str, sha256: &str) -> Result<u64, Refusal> {
-        auth::authenticate(&self.state, token).map_err(refusal)?;
-        Ok(media::photo_offset(&self.state, sha256)
+        let device = auth::authenticate(&self.state, token).map_err(refusal)?;
+        Ok(media::photo_offset(&self.state, &device, sha256)
             .map_err(refusal)?
             .unwrap_or(0))
     }

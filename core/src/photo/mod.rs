@@ -379,8 +379,9 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 /// What a server does with an uploaded photo before serving it: checks it is a JPEG that
-/// decodes within `options`' bounds, and returns it without any metadata segment (APP1–APP15,
-/// comments) whatever the uploader sent. A Curbside client's output comes back unchanged.
+/// decodes within `options`' bounds and encodes its pixels again, upright and no larger than
+/// `options.max_edge`, at `options.quality`. Nothing the uploader sent survives but the
+/// picture: no metadata segment, nothing after the image's end.
 pub fn clean_upload(bytes: &[u8], options: &PhotoOptions) -> Result<Vec<u8>, PhotoError> {
     if bytes.len() > options.max_file_bytes {
         return Err(PhotoError::FileTooLarge {
@@ -391,34 +392,12 @@ pub fn clean_upload(bytes: &[u8], options: &PhotoOptions) -> Result<Vec<u8>, Pho
     if !matches!(sniff(bytes)?, Format::Jpeg) {
         return Err(corrupt("an uploaded photo must be a JPEG"));
     }
-    decode_jpeg(bytes, options)?;
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..2]);
-    let mut i = 2;
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return Err(corrupt("a segment does not start with a marker"));
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
-        let end = i + 2 + len;
-        if len < 2 || end > bytes.len() {
-            return Err(corrupt("a segment runs past the end of the file"));
-        }
-        // Start of scan: the entropy-coded data and everything after are pixels.
-        if marker == 0xDA {
-            out.extend_from_slice(&bytes[i..]);
-            return Ok(out);
-        }
-        let metadata = (0xE1..=0xEF).contains(&marker) || marker == 0xFE;
-        if !metadata {
-            out.extend_from_slice(&bytes[i..end]);
-        }
-        i = end;
-    }
-    Err(corrupt("no image data"))
+    let (mut picture, facts, _) = decode_jpeg(bytes, options)?;
+    let (w, h) = fit(picture.width, picture.height, options.max_edge);
+    let picture = if (w, h) == (picture.width, picture.height) {
+        picture
+    } else {
+        picture.resize(w, h)?
+    };
+    encode(&picture.orient(facts.orientation), options.quality)
 }

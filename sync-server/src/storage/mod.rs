@@ -60,6 +60,18 @@ pub trait Storage: Send + Sync {
 
     /// The requests that refer to a photo, for the scope rule.
     fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError>;
+    /// Where a resident has reported from (their public view is around these).
+    fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError>;
+    /// Records a photo stored whole: `uploaded_bytes` is the length its uploader sent.
+    fn photo_stored(
+        &self,
+        sha256: &str,
+        uploaded_bytes: u64,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<(), ServerError>;
+    /// The length a stored photo was uploaded with, if it is stored.
+    fn photo_uploaded_bytes(&self, sha256: &str) -> Result<Option<u64>, ServerError>;
 
     /// Drops overwritten values and removals stamped before `horizon` that also arrived here
     /// at or before `arrived_by_ms`, and remembers how far that reached so older cursors resync

@@ -93,8 +93,18 @@ CREATE TABLE arrivals (
 CREATE INDEX arrivals_by_time ON arrivals (at_ms);
 INSERT INTO arrivals (seq, at_ms) SELECT MAX(seq), 0 FROM sync_changes HAVING MAX(seq) IS NOT NULL;";
 
+/// Version 7: the photos stored whole, with the length their uploader sent (an upload's
+/// offset once done: what is served was encoded again and differs) and who sent them.
+const V7: &str = "
+CREATE TABLE photos (
+    sha256         TEXT PRIMARY KEY,
+    uploaded_bytes INTEGER NOT NULL,
+    device_id      TEXT NOT NULL,
+    stored_at      INTEGER NOT NULL
+) WITHOUT ROWID;";
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-const LADDER: [Step; 6] = [
+const LADDER: [Step; 7] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -114,6 +124,7 @@ const LADDER: [Step; 6] = [
         tx.execute_batch(V5)
     },
     |tx| tx.execute_batch(V6),
+    |tx| tx.execute_batch(V7),
 ];
 
 pub struct SqliteStorage {
@@ -387,11 +398,7 @@ impl<'d> View<'d> {
         pseudonym_key: &'d str,
     ) -> Result<View<'d>, ServerError> {
         let places = if device.role == Role::Resident {
-            tx.prepare_cached(
-                "SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL",
-            )?
-            .query_map([&device.id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
+            reported_places(tx, &device.id)?
         } else {
             Vec::new()
         };
@@ -443,6 +450,13 @@ fn retracts_public_note(tx: &Transaction, c: &StoredChange) -> Result<bool, Serv
     Ok(log::load_fields(tx, &c.request_id, &[Field::Note])?
         .iter()
         .any(|n| matches!(&n.value, FieldValue::Note(n) if n.id == id && n.public)))
+}
+
+fn reported_places(conn: &Connection, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
+    Ok(conn
+        .prepare_cached("SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL")?
+        .query_map([device_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// The public view of open requests near the resident's new requests.
@@ -619,6 +633,34 @@ impl Storage for SqliteStorage {
         ))?;
         let rows = stmt.query_map([sha256], scope_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
+        reported_places(&self.conn(), device_id)
+    }
+
+    fn photo_stored(
+        &self,
+        sha256: &str,
+        uploaded_bytes: u64,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO photos (sha256, uploaded_bytes, device_id, stored_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![sha256, uploaded_bytes as i64, device_id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn photo_uploaded_bytes(&self, sha256: &str) -> Result<Option<u64>, ServerError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT uploaded_bytes FROM photos WHERE sha256 = ?1")?
+            .query_row([sha256], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
