@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::scope::Device;
 use crate::{blocking, AppState, ServerError};
 
-/// The device the request's bearer token belongs to. As an extractor it runs before the body
-/// is read, so an unknown token costs no body parsing.
+/// The device the request's bearer token belongs to, within its rate limit. As an extractor it
+/// runs before the body is read, so an unknown token or a device over its budget costs no body
+/// parsing.
 pub struct Authed(pub Device);
 
 /// Only the hash of a token is stored: a copy of the database grants nothing.
@@ -33,7 +34,19 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, ServerError> {
         ))
 }
 
-/// The device a token belongs to, or 401.
+/// Whether `given` is the admin key, in time that does not depend on where they differ.
+pub fn is_admin_key(state: &AppState, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    state.admin_key.as_ref().is_some_and(|key| {
+        let (a, b) = (
+            Sha256::digest(key.as_bytes()),
+            Sha256::digest(given.as_bytes()),
+        );
+        bool::from(a.ct_eq(&b))
+    })
+}
+
+/// The device a token belongs to (not revoked), or 401.
 pub fn authenticate(state: &AppState, token: &str) -> Result<Device, ServerError> {
     state
         .storage
@@ -49,8 +62,9 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
-        blocking(state, move |state| authenticate(state, &token))
-            .await
-            .map(Authed)
+        let class = crate::limits::Class::of_path(parts.uri.path());
+        let device = blocking(state, move |state| authenticate(state, &token)).await?;
+        state.limits.device(class, &device.id)?;
+        Ok(Authed(device))
     }
 }

@@ -7,10 +7,12 @@
 //! drive it in-process); [`serve`] runs it on a listener until a shutdown signal.
 
 pub mod auth;
-mod config;
+pub mod config;
 pub mod cursor;
 mod error;
+pub mod limits;
 pub mod media;
+pub mod metrics;
 mod open311;
 pub mod scope;
 pub mod storage;
@@ -28,7 +30,7 @@ use curbside_core::vocab::{Clock, Entropy, OsEntropy, SystemClock};
 use curbside_core::Catalog;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Command, Config, DeviceCommand};
 pub use error::ServerError;
 pub use open311::Format;
 
@@ -46,6 +48,12 @@ pub struct AppState {
     /// Randomness for the ids it makes (device ids); tokens always come from the OS.
     pub entropy: Arc<dyn Entropy>,
     pub admin_key: Option<String>,
+    /// Where clients reach this server (discovery, media URLs); never a request's Host.
+    pub public_url: String,
+    pub limits: limits::Limits,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Connections, timeouts and shutdown.
+    pub serving: config::Limits,
     /// Where uploaded photos live (`media/` inside it).
     pub data_dir: PathBuf,
     pub retention_days: u32,
@@ -73,7 +81,12 @@ impl AppState {
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?;
             storage.replace_catalog(&catalog, clock.now_ms())?;
         }
+        let metrics = Arc::new(metrics::Metrics::new());
         Ok(AppState {
+            limits: limits::Limits::new(&config.limits, metrics.rate_limited.clone()),
+            metrics,
+            serving: config.limits.clone(),
+            public_url: config.public_url(),
             catalog: storage.catalog()?,
             jurisdiction: config.jurisdiction.clone(),
             storage: Arc::new(storage),
@@ -99,8 +112,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
+    let timeout = std::time::Duration::from_secs(state.serving.request_timeout_s.max(1));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .merge(open311::router())
         .merge(sync::router())
         .merge(media::router())
@@ -113,32 +129,109 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .quality(tower_http::CompressionLevel::Fastest),
         )
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
-        .layer(axum::middleware::from_fn(log_request))
+        // A request that takes longer (a body trickled in, say) is answered 408 and dropped.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
         .with_state(state)
 }
 
-/// One line per request: method, path, status, time. Never the query string or body, which
-/// may carry a reporter's contact details.
+/// The first thing every request meets: the client address's rate limit, then one log line
+/// (method, route, status, time) and its metrics. Never the path's values, the query string or
+/// the body, which may carry a reporter's contact details or a photo's name.
 async fn log_request(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = match address.map(|ip| state.limits.address(ip)) {
+        Some(Err(e)) => e.into_response(),
+        _ => {
+            state.metrics.in_flight.inc();
+            let r = next.run(request).await;
+            state.metrics.in_flight.dec();
+            r
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&metrics::RouteStatus {
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&metrics::Route {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
     tracing::info!(
         %method,
-        %path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        %route,
+        status,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response
 }
 
+/// Alive: the process answers.
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready: storage takes a write. 503 otherwise, so a balancer sends traffic elsewhere.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match blocking(&state, |s| s.storage.writable()).await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "not ready: storage refuses writes");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "storage unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// The oldest time the server keeps history from: changes stamped earlier are refused, and
@@ -159,14 +252,83 @@ pub fn compact(state: &AppState, retention_days: u32) -> Result<usize, ServerErr
         .compact(Hlc::new(horizon_ms as u64, 0), horizon_ms)
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish. Overwritten values
-/// and removals past the retention are compacted at start and every six hours; unfinished
-/// uploads untouched for two days are dropped at start and every hour.
+/// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish
+/// for the shutdown grace, and returns (dropping what is left). Overwritten values and
+/// removals past the retention are compacted at start and every six hours; unfinished uploads
+/// untouched for two days are dropped at start and every hour.
+///
+/// Each connection has a header timeout (a client that never finishes its headers, or an idle
+/// keep-alive, is closed), each request a timeout, and at most `max_connections` are open: the
+/// rest wait in the listen queue.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    spawn_housekeeping(&state);
+    let header_timeout = std::time::Duration::from_secs(state.serving.header_timeout_s.max(1));
+    let grace = std::time::Duration::from_secs(state.serving.shutdown_grace_s);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.serving.max_connections.max(1),
+    ));
+    let router = app(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            },
+        );
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        let metrics = state.metrics.clone();
+        metrics.connections.inc();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            metrics.connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_s = grace.as_secs(), "draining");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace over: dropping the connections left");
+    }
+    Ok(())
+}
+
+/// Compaction, the sweep of stale uploads, and forgetting idle rate-limit keys.
+fn spawn_housekeeping(state: &Arc<AppState>) {
     let sweeper = state.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -182,6 +344,14 @@ pub async fn serve(
             }
         }
     });
+    let forgetter = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            forgetter.limits.forget_idle();
+        }
+    });
     let compactor = state.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
@@ -195,9 +365,6 @@ pub async fn serve(
             }
         }
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Completes on SIGINT or SIGTERM.

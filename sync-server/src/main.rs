@@ -1,10 +1,10 @@
-//! `curbside-server`: parse flags, start logging, serve until SIGINT/SIGTERM.
+//! `curbside-server`: parse flags, start logging, serve until SIGINT/SIGTERM; or manage devices.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use curbside_server::{serve, shutdown_signal, AppState, Config};
+use curbside_server::{serve, shutdown_signal, AppState, Command, Config, DeviceCommand};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,7 +16,11 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Err(e) = config.read_admin_key() {
+        eprintln!("curbside-server: {e}");
+        return ExitCode::FAILURE;
+    }
     let state = match AppState::load(&config) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -24,6 +28,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match &config.command {
+        None | Some(Command::Serve) => run(&config, state).await,
+        Some(Command::Device(command)) => devices(&state, command),
+    }
+}
+
+async fn run(config: &Config, state: Arc<AppState>) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -39,6 +50,7 @@ async fn main() -> ExitCode {
         %addr,
         data_dir = %config.data_dir.display(),
         services = state.catalog.services.len(),
+        inspectors = state.admin_key.is_some(),
         "listening"
     );
     match serve(listener, state, shutdown_signal()).await {
@@ -46,6 +58,33 @@ async fn main() -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("curbside-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn devices(state: &AppState, command: &DeviceCommand) -> ExitCode {
+    let result = match command {
+        DeviceCommand::List => state.storage.devices().map(|all| {
+            for d in all {
+                println!("{}", serde_json::to_string(&d).unwrap_or_default());
+            }
+        }),
+        DeviceCommand::Revoke { device_id } => state
+            .storage
+            .revoke_device(device_id, state.clock.now_ms())
+            .map(|found| {
+                if found {
+                    println!("revoked {device_id}");
+                } else {
+                    eprintln!("curbside-server: no device {device_id}");
+                }
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("curbside-server: {e}");
             ExitCode::FAILURE

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -36,8 +36,8 @@ type Params = Query<HashMap<String, String>>;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/discovery.json", get(|s, h| discovery(s, h, Format::Json)))
-        .route("/discovery.xml", get(|s, h| discovery(s, h, Format::Xml)))
+        .route("/discovery.json", get(|s| discovery(s, Format::Json)))
+        .route("/discovery.xml", get(|s| discovery(s, Format::Xml)))
         .route("/services.json", get(|s, q| services(s, q, Format::Json)))
         .route("/services.xml", get(|s, q| services(s, q, Format::Xml)))
         .route("/services/{file}", get(definition))
@@ -116,16 +116,9 @@ async fn definition(
     }
 }
 
-async fn discovery(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    format: Format,
-) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let url = format!("http://{host}/");
+async fn discovery(State(state): State<Arc<AppState>>, format: Format) -> Response {
+    // Configured, never echoed from Host: a forged header must not redirect other clients.
+    let url = format!("{}/", state.public_url);
     let changeset = "2026-11-23T00:00:00Z";
     let formats = ["text/xml", "application/json"];
     match format {

@@ -13,12 +13,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use curbside_core::sync::log::MAX_AHEAD_MS;
 use curbside_core::sync::protocol::{
-    RegisterBody, Registered, Role, SyncRequest, SyncResponse, DEVICES, MAX_PUSH, SYNC,
+    RegisterBody, Registered, Role, SyncRequest, SyncResponse, DEVICES, MAX_PUSH, ROTATE_TOKEN,
+    SYNC,
 };
 use curbside_core::sync::{Change, ChangeError, StoredChange, WireChange};
 use curbside_core::vocab::ids::uuid_v7;
 
 use crate::auth::{token_hash, Authed};
+use crate::limits::ClientAddr;
 use crate::scope::Device;
 use crate::storage::{NewDevice, SyncCall};
 use crate::{blocking, AppState, ServerError};
@@ -29,6 +31,7 @@ pub const MAX_PHOTO_REFS: usize = 32;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route(DEVICES, post(register_handler))
+        .route(ROTATE_TOKEN, post(rotate_handler))
         .route(SYNC, post(sync_handler))
 }
 
@@ -41,8 +44,13 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServerError> 
 
 async fn register_handler(
     State(state): State<Arc<AppState>>,
+    ClientAddr(address): ClientAddr,
     body: Result<Json<RegisterBody>, JsonRejection>,
 ) -> Result<Json<Registered>, ServerError> {
+    // Before the body: registration is open, so it is the cheapest thing to flood.
+    if let Some(ip) = address {
+        state.limits.registration(ip)?;
+    }
     let body = json_body(body)?;
     blocking(&state, move |state| register(state, body).map(Json)).await
 }
@@ -51,8 +59,10 @@ async fn register_handler(
 pub fn register(state: &AppState, body: RegisterBody) -> Result<Registered, ServerError> {
     let role = body.role.unwrap_or(Role::Resident);
     if role == Role::Inspector {
-        let granted =
-            matches!((&state.admin_key, &body.admin_key), (Some(k), Some(given)) if k == given);
+        let granted = body
+            .admin_key
+            .as_deref()
+            .is_some_and(|given| crate::auth::is_admin_key(state, given));
         if !granted {
             return Err(ServerError::Forbidden(
                 "an inspector needs the server's admin key".into(),
@@ -69,12 +79,7 @@ pub fn register(state: &AppState, body: RegisterBody) -> Result<Registered, Serv
     } else {
         Vec::new()
     };
-    // 244 random bits from the OS; only the hash is kept.
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = new_token();
     let now = state.clock.now_ms();
     let device_id = uuid_v7(now, &*state.entropy).hyphenated().to_string();
     state.storage.add_device(&NewDevice {
@@ -92,6 +97,41 @@ pub fn register(state: &AppState, body: RegisterBody) -> Result<Registered, Serv
         token,
         role,
         wards,
+    })
+}
+
+/// 244 random bits from the OS; only the hash is kept.
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+async fn rotate_handler(
+    State(state): State<Arc<AppState>>,
+    Authed(device): Authed,
+) -> Result<Json<Registered>, ServerError> {
+    blocking(&state, move |state| rotate(state, &device).map(Json)).await
+}
+
+/// A new token for `device`; the old one stops working in the same transaction.
+pub fn rotate(state: &AppState, device: &Device) -> Result<Registered, ServerError> {
+    let token = new_token();
+    state
+        .storage
+        .rotate_token(&device.id, &token_hash(&token))?;
+    tracing::info!("device token rotated");
+    Ok(Registered {
+        device_id: device.id.clone(),
+        token,
+        role: device.role,
+        wards: {
+            let mut w: Vec<String> = device.wards.iter().cloned().collect();
+            w.sort();
+            w
+        },
     })
 }
 
@@ -152,6 +192,8 @@ pub fn sync(
         now_ms: now,
         page: state.page,
     })?;
+    state.metrics.pushed.observe(changes.len() as f64);
+    state.metrics.pulled.observe(outcome.changes.len() as f64);
     Ok(SyncResponse {
         accepted: changes.iter().map(|c| c.id.to_string()).collect(),
         assigned: outcome.assigned,

@@ -16,12 +16,9 @@ use tower::ServiceExt;
 fn state(dir: &std::path::Path) -> Arc<AppState> {
     Arc::new(
         AppState::load(&Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.to_path_buf(),
-            catalog: None,
             admin_key: None,
-            jurisdiction: "toronto.ca".into(),
             retention_days: 180,
+            ..Config::new(dir.to_path_buf())
         })
         .unwrap(),
     )

@@ -15,12 +15,9 @@ use tower::ServiceExt;
 fn state(dir: &std::path::Path) -> Arc<AppState> {
     Arc::new(
         AppState::load(&Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.to_path_buf(),
-            catalog: None,
             admin_key: Some("city-admin".into()),
-            jurisdiction: "toronto.ca".into(),
             retention_days: 180,
+            ..Config::new(dir.to_path_buf())
         })
         .unwrap(),
     )
@@ -257,12 +254,9 @@ async fn no_device_can_expire_the_others_cursors_with_back_dated_changes() {
     let server = Arc::new(
         AppState::load_with(
             &Config {
-                addr: "127.0.0.1:0".parse().unwrap(),
-                data_dir: dir.path().join("server"),
-                catalog: None,
                 admin_key: Some("city-admin".into()),
-                jurisdiction: "toronto.ca".into(),
                 retention_days: 180,
+                ..Config::new(dir.path().join("server"))
             },
             clock.clone(),
             Arc::new(OsEntropy),

@@ -122,12 +122,9 @@ impl Sim {
         let world = Arc::new(ManualClock::new(START_MS));
         let mut server = AppState::load_with(
             &Config {
-                addr: "127.0.0.1:0".parse().unwrap(),
-                data_dir: dir.path().join("server"),
-                catalog: None,
                 admin_key: Some("sim".into()),
-                jurisdiction: "toronto.ca".into(),
                 retention_days: 180,
+                ..Config::new(dir.path().join("server"))
             },
             world.clone(),
             Arc::new(SeededEntropy::new(seed)),

@@ -124,5 +124,7 @@ impl<C> Default for SyncRequest<C> {
 
 /// `POST {DEVICES}`: register an install.
 pub const DEVICES: &str = "/v1/devices";
+/// `POST`: a new token for the calling device; the one it was called with stops working.
+pub const ROTATE_TOKEN: &str = "/v1/devices/token";
 /// `POST {SYNC}`: push and pull.
 pub const SYNC: &str = "/v1/sync";

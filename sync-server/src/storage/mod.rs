@@ -11,6 +11,8 @@ use curbside_core::vocab::ReplicaId;
 use curbside_core::Catalog;
 
 use crate::scope::{Device, RequestScope};
+
+pub use self::sqlite::SqliteStorage;
 use crate::ServerError;
 
 /// A device being registered: only the hash of its token is kept.
@@ -19,6 +21,16 @@ pub struct NewDevice {
     pub token_hash: String,
     pub device: Device,
     pub created_at_ms: i64,
+}
+
+/// A registered device, for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub role: String,
+    pub wards: Vec<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// One sync call, checked already: the device is who its token says, every change is well
@@ -51,8 +63,16 @@ pub trait Storage: Send + Sync {
     fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError>;
 
     fn add_device(&self, device: &NewDevice) -> Result<(), ServerError>;
-    /// The device a token's hash belongs to.
+    /// The device a token's hash belongs to, unless it was revoked.
     fn device(&self, token_hash: &str) -> Result<Option<Device>, ServerError>;
+    /// Every registered device, oldest first.
+    fn devices(&self) -> Result<Vec<DeviceRecord>, ServerError>;
+    /// Revokes a device's token; false if there is no such device.
+    fn revoke_device(&self, device_id: &str, now_ms: i64) -> Result<bool, ServerError>;
+    /// Replaces a device's token hash.
+    fn rotate_token(&self, device_id: &str, token_hash: &str) -> Result<(), ServerError>;
+    /// Whether storage takes a write now (for `/readyz`).
+    fn writable(&self) -> Result<(), ServerError>;
 
     /// Admits and applies a push (all or nothing), numbers the requests it creates, and pages
     /// the pull from the cursor within the device's scope, in one transaction.

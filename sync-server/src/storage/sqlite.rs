@@ -15,7 +15,7 @@ use curbside_core::vocab::{Entropy, Field, FieldValue, RequestId};
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{NewDevice, Storage, SyncCall, SyncOutcome};
+use super::{DeviceRecord, NewDevice, Storage, SyncCall, SyncOutcome};
 use crate::cursor::LogState;
 use crate::scope::{self, Access, Device, RequestScope, NEAR_M};
 use crate::ServerError;
@@ -103,8 +103,11 @@ CREATE TABLE photos (
     stored_at      INTEGER NOT NULL
 ) WITHOUT ROWID;";
 
+/// Version 8: revoked devices (their token stops working; their reports stay theirs).
+const V8: &str = "ALTER TABLE devices ADD COLUMN revoked_at INTEGER;";
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-const LADDER: [Step; 7] = [
+const LADDER: [Step; 8] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -125,6 +128,7 @@ const LADDER: [Step; 7] = [
     },
     |tx| tx.execute_batch(V6),
     |tx| tx.execute_batch(V7),
+    |tx| tx.execute_batch(V8),
 ];
 
 pub struct SqliteStorage {
@@ -560,7 +564,10 @@ impl Storage for SqliteStorage {
     fn device(&self, token_hash: &str) -> Result<Option<Device>, ServerError> {
         let row: Option<(String, String, String)> = self
             .conn()
-            .prepare_cached("SELECT device_id, role, wards FROM devices WHERE token_hash = ?1")?
+            .prepare_cached(
+                "SELECT device_id, role, wards FROM devices
+                 WHERE token_hash = ?1 AND revoked_at IS NULL",
+            )?
             .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         Ok(row.map(|(id, role, wards)| Device {
@@ -568,6 +575,50 @@ impl Storage for SqliteStorage {
             role: Role::parse(&role).unwrap_or(Role::Resident),
             wards: serde_json::from_str(&wards).unwrap_or_default(),
         }))
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>, ServerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT device_id, role, wards, created_at, revoked_at FROM devices
+             ORDER BY created_at, device_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeviceRecord {
+                device_id: r.get(0)?,
+                role: r.get(1)?,
+                wards: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                created_at_ms: r.get(3)?,
+                revoked_at_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn revoke_device(&self, device_id: &str, now_ms: i64) -> Result<bool, ServerError> {
+        Ok(self.conn().execute(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
+            params![device_id, now_ms],
+        )? > 0)
+    }
+
+    fn rotate_token(&self, device_id: &str, token_hash: &str) -> Result<(), ServerError> {
+        self.conn().execute(
+            "UPDATE devices SET token_hash = ?2 WHERE device_id = ?1 AND revoked_at IS NULL",
+            params![device_id, token_hash],
+        )?;
+        Ok(())
+    }
+
+    fn writable(&self) -> Result<(), ServerError> {
+        // A real write to the file, synced: what a push needs.
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_at', strftime('%s', 'now'))",
+                [],
+            )?;
+            Ok(())
+        })
     }
 
     fn sync(&self, call: SyncCall<'_>) -> Result<SyncOutcome, ServerError> {
