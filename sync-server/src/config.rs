@@ -66,13 +66,25 @@ pub struct Limits {
     #[arg(long, env = "CURBSIDE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers (and an idle connection stays open).
-    #[arg(long = "header-timeout", env = "CURBSIDE_HEADER_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "header-timeout",
+        env = "CURBSIDE_HEADER_TIMEOUT",
+        default_value_t = 10
+    )]
     pub header_timeout_s: u64,
     /// Seconds a request may take, its body included.
-    #[arg(long = "request-timeout", env = "CURBSIDE_REQUEST_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "request-timeout",
+        env = "CURBSIDE_REQUEST_TIMEOUT",
+        default_value_t = 30
+    )]
     pub request_timeout_s: u64,
     /// Seconds requests in flight get to finish after SIGTERM before the server exits anyway.
-    #[arg(long = "shutdown-grace", env = "CURBSIDE_SHUTDOWN_GRACE", default_value_t = 10)]
+    #[arg(
+        long = "shutdown-grace",
+        env = "CURBSIDE_SHUTDOWN_GRACE",
+        default_value_t = 10
+    )]
     pub shutdown_grace_s: u64,
 }
 

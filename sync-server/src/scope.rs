@@ -25,6 +25,83 @@ use sha2::{Digest, Sha256};
 /// public view: the duplicate check looks at most ~100 m away, and people move a little.
 pub const NEAR_M: f64 = 500.0;
 
+/// Places a resident's public view is around: their most recent reports'.
+pub const MAX_PLACES: usize = 20;
+
+/// The side of a cell of the public feed in degrees of latitude (~556 m, more than [`NEAR_M`]);
+/// a cell's width in longitude is scaled to about the same metres.
+const CELL_DEG: f64 = 0.005;
+
+/// The feed keys a request's changes are filed under: its creator, its ward, and (public and
+/// located) its cell. A device pulls the keys of its scope ([`feed_keys`]); the view still
+/// decides each change exactly, so a key may be wider than the rule, never narrower.
+pub fn filed_under(request: &RequestScope) -> Vec<String> {
+    let mut keys = vec![format!("c:{}", request.created_by)];
+    if let Some(w) = &request.ward {
+        keys.push(format!("w:{w}"));
+    }
+    if let (true, Some(lat), Some(lon)) = (request.public, request.lat, request.lon) {
+        keys.push(cell_of(lat, lon));
+    }
+    keys
+}
+
+/// The cell of the public feed (a key) a request at (lat, lon) is filed under.
+pub fn cell_of(lat: f64, lon: f64) -> String {
+    cell_key(band_of(lat), lat_col(band_of(lat), lon))
+}
+
+/// The feed keys of what `device` may see: its own requests, its wards (inspectors), and the
+/// cells within [`NEAR_M`] of the places it reported from (residents).
+pub fn feed_keys(device: &Device, places: &[(f64, f64)]) -> Vec<String> {
+    let mut keys = vec![format!("c:{}", device.id)];
+    match device.role {
+        Role::Inspector => {
+            let mut wards: Vec<&String> = device.wards.iter().collect();
+            wards.sort();
+            keys.extend(wards.into_iter().map(|w| format!("w:{w}")));
+        }
+        Role::Resident => {
+            for &(lat, lon) in places {
+                keys.extend(cells_near(lat, lon));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
+    keys
+}
+
+fn band_of(lat: f64) -> i64 {
+    (lat / CELL_DEG).floor() as i64
+}
+
+fn lat_col(band: i64, lon: f64) -> i64 {
+    let k = ((band as f64 + 0.5) * CELL_DEG)
+        .to_radians()
+        .cos()
+        .max(0.01);
+    (lon * k / CELL_DEG).floor() as i64
+}
+
+fn cell_key(band: i64, col: i64) -> String {
+    format!("g:{band}:{col}")
+}
+
+/// Every cell that may hold a request within [`NEAR_M`] of (lat, lon).
+pub fn cells_near(lat: f64, lon: f64) -> Vec<String> {
+    // Rounded generously: a degree of latitude is ~111 km; longitude shrinks toward the pole.
+    let dlat = NEAR_M / 110_000.0;
+    let dlon = NEAR_M / (110_000.0 * (lat.abs() + dlat).min(89.0).to_radians().cos());
+    let mut out = Vec::new();
+    for band in band_of(lat - dlat)..=band_of(lat + dlat) {
+        for col in lat_col(band, lon - dlon)..=lat_col(band, lon + dlon) {
+            out.push(cell_key(band, col));
+        }
+    }
+    out
+}
+
 /// A registered device, as its token identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -181,6 +258,34 @@ mod tests {
             role,
             wards: wards.iter().map(|w| w.to_string()).collect(),
         }
+    }
+
+    /// Every request the rule shows a resident is filed under a key the resident pulls.
+    #[test]
+    fn the_feed_keys_cover_the_public_view() {
+        let ben = device("ben", Role::Resident, &[]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let (plat, plon) = (43.58 + rng.f64() * 0.3, -79.6 + rng.f64() * 0.4);
+            let lat = plat + (rng.f64() - 0.5) * 0.01;
+            let lon = plon + (rng.f64() - 0.5) * 0.014;
+            let request = RequestScope {
+                created_by: "ana".into(),
+                ward: None,
+                lat: Some(lat),
+                lon: Some(lon),
+                public: true,
+            };
+            if access(&ben, &request, &[(plat, plon)]) == Access::Public {
+                let keys = feed_keys(&ben, &[(plat, plon)]);
+                assert!(
+                    filed_under(&request).iter().any(|k| keys.contains(k)),
+                    "({lat}, {lon}) near ({plat}, {plon})"
+                );
+            }
+        }
+        let inspector = device("i", Role::Inspector, &["10", "3"]);
+        assert_eq!(feed_keys(&inspector, &[]), ["c:i", "w:10", "w:3"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -28,11 +28,20 @@ use crate::{blocking, AppState, ServerError};
 /// Photo references one push may carry: a request holds a handful of photos.
 pub const MAX_PHOTO_REFS: usize = 32;
 
+/// Largest sync body, decompressed (read no further): a full push of small changes fits.
+pub const MAX_SYNC_BODY: usize = 4 << 20;
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route(DEVICES, post(register_handler))
+        .route(
+            DEVICES,
+            post(register_handler).layer(DefaultBodyLimit::max(16 << 10)),
+        )
         .route(ROTATE_TOKEN, post(rotate_handler))
-        .route(SYNC, post(sync_handler))
+        .route(
+            SYNC,
+            post(sync_handler).layer(DefaultBodyLimit::max(MAX_SYNC_BODY)),
+        )
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServerError> {

@@ -444,3 +444,72 @@ async fn a_neighbour_learns_nothing_of_who_reported_or_of_internal_notes() {
         "{text}"
     );
 }
+
+/// A pull costs what the device may see, not the size of the log: a new device far from
+/// everything is caught up in one call, whatever came before it.
+#[tokio::test]
+async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        admin_key: Some("city-admin".into()),
+        ..Config::new(dir.path().join("server"))
+    };
+    config.limits.syncs_per_minute = 100_000;
+    let mut state = AppState::load(&config).unwrap();
+    state.page = 25;
+    let server = Arc::new(state);
+    let ana = register(&server, json!({})).await;
+    // 40 reports at City Hall (ward 10), several changes each: many pages of the log.
+    let mut pushed = 0;
+    for i in 0..40 {
+        let phone = dir.path().join(format!("phone-{i}"));
+        std::fs::create_dir_all(&phone).unwrap();
+        let (_, changes) = phone_report(&phone, 43.6534, -79.3841);
+        pushed += changes.len() + 1;
+        let (status, v) = post(
+            &server,
+            "/v1/sync",
+            Some(&ana),
+            &json!({ "changes": changes }).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let far = register(&server, json!({})).await;
+    let elsewhere = register(
+        &server,
+        json!({"role": "inspector", "wards": ["23"], "admin_key": "city-admin"}),
+    )
+    .await;
+    for token in [&far, &elsewhere] {
+        let (_, v) = post(&server, "/v1/sync", Some(token), "{}").await;
+        assert!(v["changes"].as_array().unwrap().is_empty(), "{v}");
+        assert_eq!(v["more"], false, "one call: {v}");
+    }
+    // The ward's inspector pages through all of it, in order, and nothing else.
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let (mut cursor, mut seen, mut rounds) = (None::<String>, 0, 0);
+    loop {
+        let (_, v) = post(
+            &server,
+            "/v1/sync",
+            Some(&inspector),
+            &json!({ "cursor": cursor }).to_string(),
+        )
+        .await;
+        let page = v["changes"].as_array().unwrap();
+        assert!(page.len() <= 25);
+        seen += page.len();
+        rounds += 1;
+        cursor = v["cursor"].as_str().map(str::to_string);
+        if v["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(seen, pushed, "every change and number, once");
+    assert!(rounds <= pushed / 25 + 2, "{rounds} rounds");
+}

@@ -166,6 +166,7 @@ pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> 
         .unwrap();
         ids.push(cs[0].request_id.to_string());
     }
+    curbside_server::storage::sqlite::fill_feed(&tx).unwrap();
     tx.commit().unwrap();
     ids
 }

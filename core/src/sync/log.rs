@@ -852,6 +852,53 @@ pub fn compact(tx: &Transaction, horizon: Hlc, arrived_by: u64) -> Result<(usize
     Ok((deleted, max_seq))
 }
 
+/// The columns of `sync_change_rows` that [`read_stored`] reads, in its order: for a store
+/// that joins the log with tables of its own (the server's feed), the change first.
+pub const STORED_COLUMNS: &str = CHANGE_COLUMNS;
+
+/// A change as stored, from a row that starts with [`STORED_COLUMNS`].
+pub fn read_stored(r: &rusqlite::Row) -> Result<StoredChange> {
+    stored_from_row(r)
+}
+
+/// The change that arrived as number `seq`, as stored (`None`: compacted away). Needs an index
+/// on `seq` (the server has one).
+pub fn stored_at(conn: &Connection, seq: u64) -> Result<Option<StoredChange>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM sync_change_rows WHERE seq = ?1"
+    ))?;
+    let mut rows = stmt.query([seq as i64])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(stored_from_row(r)?)),
+        None => Ok(None),
+    }
+}
+
+/// The highest arrival number in the log (0 when empty).
+pub fn last_seq(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM sync_changes")?
+        .query_row([], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// The arrival numbers after `after_seq` with their requests, in order: what one push added.
+pub fn arrivals_after(conn: &Connection, after_seq: u64) -> Result<Vec<(u64, RequestId)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.seq, q.id FROM sync_changes c JOIN sync_requests q ON q.n = c.request
+         WHERE c.seq > ?1 ORDER BY c.seq",
+    )?;
+    let mut rows = stmt.query([after_seq as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: &str = r.get_ref(1)?.as_str().map_err(stored)?;
+        out.push((
+            r.get::<_, i64>(0)? as u64,
+            RequestId::parse(id).map_err(stored)?,
+        ));
+    }
+    Ok(out)
+}
+
 /// Changes that arrived after `after_seq`, in arrival order, those `keep` keeps, at most
 /// `limit`, as stored (their values not decoded); with the arrival number reached and whether
 /// more may follow. Needs an index on `seq` to be fast (the server has one).

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::{DeviceRecord, NewDevice, Storage, SyncCall, SyncOutcome};
 use crate::cursor::LogState;
-use crate::scope::{self, Access, Device, RequestScope, NEAR_M};
+use crate::scope::{self, Access, Device, RequestScope};
 use crate::ServerError;
 
 impl From<rusqlite::Error> for ServerError {
@@ -26,8 +26,9 @@ impl From<rusqlite::Error> for ServerError {
     }
 }
 
-/// Requests a new place brings into a resident's view at once.
-const BACKFILL: usize = 200;
+/// Requests a push's new places bring into a resident's view at once (the rest arrive as they
+/// change; the duplicate check needs the open ones nearby, and there are rarely this many).
+const BACKFILL: usize = 50;
 
 const SERVER_ID: Key = Key::new("server_id");
 /// The secret behind the pseudonyms of the public view: never sent, unlike the server id.
@@ -106,8 +107,64 @@ CREATE TABLE photos (
 /// Version 8: revoked devices (their token stops working; their reports stay theirs).
 const V8: &str = "ALTER TABLE devices ADD COLUMN revoked_at INTEGER;";
 
+/// Version 9: the feed, which files each change's arrival number under the keys of who may
+/// see it ([`scope::filed_under`]), so a pull reads only its own scope's changes. Filled from
+/// the log the first time.
+const V9: &str = "
+CREATE TABLE feed (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
+ALTER TABLE requests ADD COLUMN cell TEXT;
+CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;";
+
+/// Files every logged change under its request's feed keys and sets each request's cell: the
+/// first fill of the feed, and for tools that write requests and changes straight into the
+/// file (benchmarks' seeding). Idempotent.
+pub fn fill_feed(tx: &Transaction) -> rusqlite::Result<()> {
+    let requests: Vec<(String, RequestScope)> = tx
+        .prepare(&format!(
+            "SELECT r.request_id, {SCOPE_COLUMNS} FROM requests r"
+        ))?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                RequestScope {
+                    created_by: r.get(1)?,
+                    ward: r.get(2)?,
+                    lat: r.get(3)?,
+                    lon: r.get(4)?,
+                    public: r.get(5)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut seqs = tx.prepare(
+        "SELECT c.seq FROM sync_changes c JOIN sync_requests q ON q.n = c.request WHERE q.id = ?1",
+    )?;
+    let mut insert = tx.prepare("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
+    let mut cell = tx.prepare("UPDATE requests SET cell = ?2 WHERE request_id = ?1")?;
+    for (id, scope) in requests {
+        if let (Some(lat), Some(lon)) = (scope.lat, scope.lon) {
+            cell.execute(params![id, scope::cell_of(lat, lon)])?;
+        }
+        let keys = scope::filed_under(&scope);
+        let found: Vec<i64> = seqs
+            .query_map([&id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for seq in found {
+            for k in &keys {
+                insert.execute(params![k, seq])?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-const LADDER: [Step; 8] = [
+const LADDER: [Step; 9] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -129,6 +186,10 @@ const LADDER: [Step; 8] = [
     |tx| tx.execute_batch(V6),
     |tx| tx.execute_batch(V7),
     |tx| tx.execute_batch(V8),
+    |tx| {
+        tx.execute_batch(V9)?;
+        fill_feed(tx)
+    },
 ];
 
 pub struct SqliteStorage {
@@ -378,11 +439,13 @@ fn refresh(
             curbside_core::vocab::Visibility::Private
         ))
     );
+    let cell = lat.zip(lon).map(|(lat, lon)| scope::cell_of(lat, lon));
     tx.prepare_cached(
-        "UPDATE requests SET lat = ?2, lon = ?3, ward = COALESCE(?4, ward), status = ?5, public = ?6
+        "UPDATE requests SET lat = ?2, lon = ?3, ward = COALESCE(?4, ward), status = ?5, public = ?6,
+                             cell = ?7
          WHERE request_id = ?1",
     )?
-    .execute(params![request_id.to_string(), lat, lon, ward, status, public])?;
+    .execute(params![request_id.to_string(), lat, lon, ward, status, public, cell])?;
     Ok(())
 }
 
@@ -458,67 +521,158 @@ fn retracts_public_note(tx: &Transaction, c: &StoredChange) -> Result<bool, Serv
 
 fn reported_places(conn: &Connection, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
     Ok(conn
-        .prepare_cached("SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL")?
-        .query_map([device_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare_cached(
+            "SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL
+             ORDER BY created_at DESC LIMIT ?2",
+        )?
+        .query_map(params![device_id, scope::MAX_PLACES as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// The public view of open requests near the resident's new requests.
+/// Files the changes that arrived after `before` under the feed keys of their requests.
+fn file(tx: &Transaction, before: u64) -> Result<(), ServerError> {
+    let mut keys: HashMap<RequestId, Vec<String>> = HashMap::new();
+    let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
+    for (seq, id) in log::arrivals_after(tx, before)? {
+        if let std::collections::hash_map::Entry::Vacant(e) = keys.entry(id) {
+            e.insert(
+                scope_row(tx, &id)?
+                    .map(|r| scope::filed_under(&r))
+                    .unwrap_or_default(),
+            );
+        }
+        for k in &keys[&id] {
+            insert.execute(params![k, seq as i64])?;
+        }
+    }
+    Ok(())
+}
+
+/// A page of what `view`'s device may see after arrival number `after`: the feeds of its keys
+/// merged in arrival order, each change checked by the view. Reads at most about `page` feed
+/// rows per key and a bounded number of changes, whatever the size of the log; when nothing
+/// is left the cursor moves to the end of the log, so a device that sees little is caught up
+/// at once.
+fn pull(
+    tx: &Transaction,
+    view: &mut View,
+    after: u64,
+    page: usize,
+    replica: Option<&curbside_core::vocab::ReplicaId>,
+) -> Result<(Vec<StoredChange>, u64, bool), ServerError> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let end = log::last_seq(tx)?;
+    let keys = scope::feed_keys(view.device, &view.places);
+    // Changes skipped (the device's own, or outside its view) count too: a page's work is
+    // bounded even for a device that may see few of the changes filed under its keys.
+    let scan = page.saturating_mul(4).max(64);
+    // One stream per key, each the change itself joined to its feed row, merged by arrival.
+    let sql = format!(
+        "SELECT {}, f.seq FROM feed f JOIN sync_change_rows c ON c.seq = f.seq
+         WHERE f.key = ?1 AND f.seq > ?2 ORDER BY f.seq",
+        log::STORED_COLUMNS
+    );
+    let mut statements = Vec::with_capacity(keys.len());
+    for _ in &keys {
+        statements.push(tx.prepare(&sql)?);
+    }
+    let mut streams = Vec::with_capacity(keys.len());
+    for (stmt, key) in statements.iter_mut().zip(&keys) {
+        streams.push(stmt.query(params![key, after as i64])?);
+    }
+    let next = |rows: &mut rusqlite::Rows| -> Result<Option<(u64, StoredChange)>, ServerError> {
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get::<_, i64>(7)? as u64, log::read_stored(r)?)),
+            None => None,
+        })
+    };
+    // The head of each stream, by arrival number; the change waits beside it.
+    let mut heads: Vec<Option<StoredChange>> = Vec::with_capacity(keys.len());
+    let mut heap = BinaryHeap::new();
+    for (i, rows) in streams.iter_mut().enumerate() {
+        let head = next(rows)?;
+        if let Some((seq, _)) = &head {
+            heap.push(Reverse((*seq, i)));
+        }
+        heads.push(head.map(|(_, c)| c));
+    }
+    let (mut out, mut cursor, mut scanned) = (Vec::new(), after, 0usize);
+    while let Some(Reverse((seq, i))) = heap.pop() {
+        let change = heads[i].take().expect("a head for each entry");
+        if let Some((s, c)) = next(&mut streams[i])? {
+            heap.push(Reverse((s, i)));
+            heads[i] = Some(c);
+        }
+        if seq <= cursor {
+            continue; // filed under two of this device's keys
+        }
+        if out.len() == page || scanned == scan {
+            return Ok((out, cursor, true));
+        }
+        cursor = seq;
+        scanned += 1;
+        if Some(change.replica()) != replica && view.allows(tx, &change)? {
+            out.push(change);
+        }
+    }
+    Ok((out, cursor.max(end), false))
+}
+
+/// The public view of open requests near the resident's new requests: at most
+/// [`BACKFILL`] requests, whole, within `page` changes, found through the cells around each
+/// new place (an index, not a scan).
 fn backfill(
     tx: &Transaction,
     view: &mut View,
     fresh: &[RequestId],
+    page: usize,
 ) -> Result<Vec<StoredChange>, ServerError> {
     let mut out = Vec::new();
     let mut sent = HashSet::new();
+    let mut near = tx.prepare_cached(
+        "SELECT request_id FROM requests
+         WHERE cell = ?1 AND public AND status NOT IN ('completed', 'cancelled')
+           AND created_by <> ?2
+         LIMIT ?3",
+    )?;
     for id in fresh {
         let place: Option<(f64, f64)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT lat, lon FROM requests WHERE request_id = ?1 AND lat IS NOT NULL",
-                [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((lat, lon)) = place else { continue };
         if !view.places.contains(&(lat, lon)) {
             view.places.push((lat, lon));
         }
-        // A box a little larger than the circle; the view decides exactly.
-        let dlat = NEAR_M / 110_000.0;
-        let dlon = NEAR_M / (111_000.0 * lat.to_radians().cos().max(0.1));
-        let near: Vec<String> = tx
-            .prepare_cached(
-                "SELECT request_id FROM requests
-                 WHERE lat BETWEEN ?1 AND ?2 AND lon BETWEEN ?3 AND ?4
-                   AND status NOT IN ('completed', 'cancelled') AND public AND created_by <> ?5
-                 LIMIT ?6",
-            )?
-            .query_map(
-                params![
-                    lat - dlat,
-                    lat + dlat,
-                    lon - dlon,
-                    lon + dlon,
-                    view.device.id,
-                    BACKFILL as i64
-                ],
-                |r| r.get(0),
-            )?
-            .collect::<rusqlite::Result<_>>()?;
-        for other in near {
-            let Ok(other) = RequestId::parse(&other) else {
-                continue;
-            };
-            if !sent.insert(other) {
-                continue;
-            }
-            // Decided before this place joined the view, perhaps as out of sight.
-            view.access.remove(&other);
-            for c in log::load(tx, &other)? {
-                let c = StoredChange::from(&c);
-                if view.allows(tx, &c)? {
-                    out.push(c);
+        for cell in scope::cells_near(lat, lon) {
+            let others: Vec<String> = near
+                .query_map(params![cell, view.device.id, BACKFILL as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for other in others {
+                let Ok(other) = RequestId::parse(&other) else {
+                    continue;
+                };
+                if sent.len() == BACKFILL || !sent.insert(other) {
+                    continue;
                 }
+                // Decided before this place joined the view, perhaps as out of sight.
+                view.access.remove(&other);
+                let mut whole = Vec::new();
+                for c in log::load(tx, &other)? {
+                    let c = StoredChange::from(&c);
+                    if view.allows(tx, &c)? {
+                        whole.push(c);
+                    }
+                }
+                if out.len() + whole.len() > page {
+                    return Ok(out);
+                }
+                out.extend(whole);
             }
         }
     }
@@ -626,6 +780,7 @@ impl Storage for SqliteStorage {
         self.write(|tx| {
             let state = log_state(tx)?;
             let after = state.position(call.cursor)?;
+            let before = log::last_seq(tx)?;
             let (assigned, fresh) = admit(tx, call.device, call.changes, call.now_ms)?;
             let report = log::apply(tx, call.changes, call.now_ms)?;
             if report.applied > 0 {
@@ -647,24 +802,12 @@ impl Storage for SqliteStorage {
             for id in &touched {
                 refresh(tx, wards, id)?;
             }
+            file(tx, before)?;
             let mut view = View::new(tx, call.device, &self.pseudonym_key)?;
-            let mut failure = None;
-            let (mut changes, seq, more): (Vec<StoredChange>, _, _) =
-                log::changes_since(tx, after, call.page, |c| {
-                    if Some(c.replica()) == call.replica || failure.is_some() {
-                        return false;
-                    }
-                    view.allows(tx, c).unwrap_or_else(|e| {
-                        failure = Some(e);
-                        false
-                    })
-                })?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
+            let (mut changes, seq, more) = pull(tx, &mut view, after, call.page, call.replica)?;
             // A resident reporting from a new place sees what is already open around it.
             if call.device.role == Role::Resident {
-                changes.extend(backfill(tx, &mut view, &fresh)?);
+                changes.extend(backfill(tx, &mut view, &fresh, call.page)?);
             }
             let changes = changes.into_iter().filter_map(|c| view.shape(c)).collect();
             Ok(SyncOutcome {
