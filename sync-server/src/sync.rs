@@ -193,18 +193,19 @@ pub fn sync(
             Err(e) => return Err(refused(e)),
         }
     }
+    let accepted: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
     let outcome = state.storage.sync(SyncCall {
-        device,
-        changes: &changes,
-        cursor: body.cursor.as_deref(),
-        replica: body.replica.as_ref(),
+        device: device.clone(),
+        changes,
+        cursor: body.cursor,
+        replica: body.replica,
         now_ms: now,
         page: state.page,
     })?;
-    state.metrics.pushed.observe(changes.len() as f64);
+    state.metrics.pushed.observe(accepted.len() as f64);
     state.metrics.pulled.observe(outcome.changes.len() as f64);
     Ok(SyncResponse {
-        accepted: changes.iter().map(|c| c.id.to_string()).collect(),
+        accepted,
         assigned: outcome.assigned,
         changes: outcome.changes,
         cursor: outcome.cursor,

@@ -35,13 +35,13 @@ pub struct DeviceRecord {
 
 /// One sync call, checked already: the device is who its token says, every change is well
 /// formed and none is stamped ahead of the server's clock.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncCall<'a> {
-    pub device: &'a Device,
-    pub changes: &'a [Change],
-    pub cursor: Option<&'a str>,
+#[derive(Debug, Clone)]
+pub struct SyncCall {
+    pub device: Device,
+    pub changes: Vec<Change>,
+    pub cursor: Option<String>,
     /// Leave this replica's own changes out of the pull (it holds them).
-    pub replica: Option<&'a ReplicaId>,
+    pub replica: Option<ReplicaId>,
     pub now_ms: i64,
     /// Changes the pull's page carries at most.
     pub page: usize,
@@ -74,9 +74,9 @@ pub trait Storage: Send + Sync {
     /// Whether storage takes a write now (for `/readyz`).
     fn writable(&self) -> Result<(), ServerError>;
 
-    /// Admits and applies a push (all or nothing), numbers the requests it creates, and pages
-    /// the pull from the cursor within the device's scope, in one transaction.
-    fn sync(&self, call: SyncCall<'_>) -> Result<SyncOutcome, ServerError>;
+    /// Admits and applies a push (all or nothing) and numbers the requests it creates, then
+    /// pages the pull from the cursor within the device's scope on a snapshot holding the push.
+    fn sync(&self, call: SyncCall) -> Result<SyncOutcome, ServerError>;
 
     /// The requests that refer to a photo, for the scope rule.
     fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError>;

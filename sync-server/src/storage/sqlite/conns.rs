@@ -1,0 +1,187 @@
+//! The connections: one writer on its own thread that commits many callers' writes in one
+//! transaction (group commit: one sync to disk for all of them), and a pool of readers, each
+//! read on its own snapshot of the WAL, so reads never wait for writes or for each other.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::ServerError;
+
+/// Writes one commit takes at most: enough to share a sync to disk, few enough that the first
+/// caller's answer is not held long.
+const MAX_BATCH: usize = 128;
+/// Idle readers kept open.
+const READERS: usize = 8;
+
+/// A write waiting for the writer: run in its own savepoint (its failure undoes only itself),
+/// answered once the batch it is in has committed.
+trait Job: Send {
+    fn run(&mut self, tx: &Transaction) -> bool;
+    fn finish(&mut self, committed: Result<(), String>);
+}
+
+struct Pending<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, ServerError>>,
+    reply: SyncSender<Result<T, ServerError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction) -> Result<T, ServerError> + Send,
+{
+    fn run(&mut self, tx: &Transaction) -> bool {
+        let f = self.f.take().expect("run once");
+        let result = catch_unwind(AssertUnwindSafe(|| f(tx)))
+            .unwrap_or_else(|_| Err(ServerError::Internal("a write panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(&mut self, committed: Result<(), String>) {
+        let result = match (self.result.take(), committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(ServerError::Internal(format!("database commit: {e}"))),
+            (None, Ok(())) => Err(ServerError::Internal("a write was not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+pub(super) struct Writer {
+    jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("curbside-writer".into())
+            .spawn(move || write_loop(conn, queue))?;
+        Ok(Writer {
+            jobs: Mutex::new(Some(jobs)),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` in the next group commit and returns its result once that has committed.
+    pub(super) fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, ServerError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Box::new(Pending {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|jobs| jobs.send(job).is_ok());
+        if sent != Some(true) {
+            return Err(ServerError::Internal("the writer has stopped".into()));
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(ServerError::Internal("the writer has stopped".into())))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, writes = batch.len(), "group commit failed");
+        }
+        for job in &mut batch {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for job in batch.iter_mut() {
+        tx.execute_batch("SAVEPOINT job")?;
+        if job.run(&tx) {
+            tx.execute_batch("RELEASE job")?;
+        } else {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+        }
+    }
+    tx.commit()
+}
+
+pub(super) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path) -> Readers {
+        Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on one snapshot of the database.
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
+    ) -> Result<T, ServerError> {
+        let taken = self.pool().pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                curbside_core::sql::keep_statements_prepared(&c)?;
+                c
+            }
+        };
+        let value = {
+            let snapshot = conn.transaction()?;
+            f(&snapshot)
+        };
+        let mut pool = self.pool();
+        if pool.len() < READERS {
+            pool.push(conn);
+        }
+        value
+    }
+}

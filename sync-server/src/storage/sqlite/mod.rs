@@ -1,0 +1,358 @@
+//! The embedded storage: one SQLite file in the data directory (WAL): the catalogue it
+//! publishes, registered devices, the requests it has numbered (with what the scope rule needs
+//! of each, kept up to date from the merged changes), the photo references, the feed of who
+//! may see each change, and curbside-core's change log — the same merge code as every client.
+//!
+//! Writes go to one writer thread that commits many devices' pushes together ([`conns`]);
+//! reads (pulls, token and photo checks) run on a pool of readers, each on its own snapshot.
+//! A sync is a push on the writer, then a pull on a reader that sees it.
+
+mod conns;
+mod pull;
+mod push;
+mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use curbside_core::sql::{self, Key};
+use curbside_core::sync::protocol::Role;
+use curbside_core::sync::{log, Hlc};
+use curbside_core::vocab::Entropy;
+use curbside_core::{Catalog, Jurisdiction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{DeviceRecord, NewDevice, Storage, SyncCall, SyncOutcome};
+use crate::cursor::LogState;
+use crate::scope::{Device, RequestScope};
+use crate::ServerError;
+use conns::{Readers, Writer};
+use push::{scope_from_row, SCOPE_COLUMNS};
+use schema::LADDER;
+
+pub use schema::fill_feed;
+
+impl From<rusqlite::Error> for ServerError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServerError::Internal(format!("database: {e}"))
+    }
+}
+
+const SERVER_ID: Key = Key::new("server_id");
+/// The secret behind the pseudonyms of the public view: never sent, unlike the server id.
+const PSEUDONYM_KEY: Key = Key::new("pseudonym_key");
+const COMPACTED_SEQ: Key = Key::new("compacted_seq");
+const COMPACTIONS: Key = Key::new("compactions");
+
+pub struct SqliteStorage {
+    writer: Writer,
+    readers: Readers,
+    /// Ward boundaries, for a new request's ward and inspectors' scope; loaded on first use.
+    wards: OnceLock<Arc<Jurisdiction>>,
+    pseudonym_key: String,
+}
+
+impl SqliteStorage {
+    /// Opens (or creates) `curbside-server.sqlite` in `dir`, climbing the migration ladder.
+    pub fn open(
+        dir: &Path,
+        now_ms: i64,
+        entropy: &dyn Entropy,
+    ) -> Result<SqliteStorage, ServerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Startup(format!("data directory {}: {e}", dir.display())))?;
+        let path = dir.join("curbside-server.sqlite");
+        let startup = |e: rusqlite::Error| ServerError::Startup(format!("{}: {e}", path.display()));
+        let mut conn = Connection::open(&path).map_err(startup)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(startup)?;
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(startup)?;
+        if version as usize > LADDER.len() {
+            return Err(ServerError::Startup(format!(
+                "{} was written by a newer server (schema {version}); this one knows {}",
+                path.display(),
+                LADDER.len()
+            )));
+        }
+        let pseudonym_key = {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(startup)?;
+            sql::climb(&tx, version, &LADDER).map_err(startup)?;
+            if version == 0 {
+                write_catalog(&tx, &Catalog::toronto(), now_ms)?;
+            }
+            for key in [SERVER_ID, PSEUDONYM_KEY] {
+                if sql::get(&tx, key)?.is_none() {
+                    let id = format!("{:016x}{:016x}", entropy.next_u64(), entropy.next_u64());
+                    sql::set(&tx, key, &id)?;
+                }
+            }
+            let pseudonym_key = sql::get(&tx, PSEUDONYM_KEY)?.unwrap_or_default();
+            log::init_replica(&tx, entropy)?;
+            tx.commit().map_err(startup)?;
+            pseudonym_key
+        };
+        sql::keep_statements_prepared(&conn).map_err(startup)?;
+        Ok(SqliteStorage {
+            writer: Writer::start(conn)
+                .map_err(|e| ServerError::Startup(format!("writer thread: {e}")))?,
+            readers: Readers::new(&path),
+            wards: OnceLock::new(),
+            pseudonym_key,
+        })
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, ServerError> {
+        self.writer.write(f)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
+    ) -> Result<T, ServerError> {
+        self.readers.read(f)
+    }
+
+    fn wards(&self) -> Arc<Jurisdiction> {
+        self.wards.get_or_init(Jurisdiction::toronto_shared).clone()
+    }
+}
+
+fn write_catalog(tx: &Transaction, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
+    tx.execute(
+        "INSERT INTO catalog (id, document, imported_at) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET document = excluded.document, imported_at = excluded.imported_at",
+        params![catalog.to_json().to_string(), now_ms],
+    )?;
+    Ok(())
+}
+
+fn log_state(tx: &Transaction) -> Result<LogState, ServerError> {
+    Ok(LogState {
+        server_id: sql::get(tx, SERVER_ID)?.unwrap_or_default(),
+        compacted_seq: sql::get_num(tx, COMPACTED_SEQ, 0)?,
+        compactions: sql::get_num(tx, COMPACTIONS, 0)?,
+    })
+}
+
+impl Storage for SqliteStorage {
+    fn catalog(&self) -> Result<Catalog, ServerError> {
+        let doc: Option<String> = self.read(|tx| {
+            Ok(tx
+                .query_row("SELECT document FROM catalog WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })?;
+        match doc {
+            Some(doc) => Catalog::parse(doc.as_bytes())
+                .map_err(|e| ServerError::Internal(format!("stored catalogue: {e}"))),
+            None => Ok(Catalog::toronto()),
+        }
+    }
+
+    fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
+        let catalog = catalog.clone();
+        self.write(move |tx| write_catalog(tx, &catalog, now_ms))
+    }
+
+    fn add_device(&self, d: &NewDevice) -> Result<(), ServerError> {
+        let mut wards: Vec<&String> = d.device.wards.iter().collect();
+        wards.sort();
+        let wards = serde_json::to_string(&wards).unwrap_or_default();
+        let d = d.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO devices (token_hash, device_id, role, wards, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                d.token_hash,
+                d.device.id,
+                d.device.role.as_str(),
+                wards,
+                d.created_at_ms
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn device(&self, token_hash: &str) -> Result<Option<Device>, ServerError> {
+        let row: Option<(String, String, String)> = self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT device_id, role, wards FROM devices
+                     WHERE token_hash = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?)
+        })?;
+        Ok(row.map(|(id, role, wards)| Device {
+            id,
+            role: Role::parse(&role).unwrap_or(Role::Resident),
+            wards: serde_json::from_str(&wards).unwrap_or_default(),
+        }))
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>, ServerError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT device_id, role, wards, created_at, revoked_at FROM devices
+                 ORDER BY created_at, device_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(DeviceRecord {
+                    device_id: r.get(0)?,
+                    role: r.get(1)?,
+                    wards: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    created_at_ms: r.get(3)?,
+                    revoked_at_ms: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn revoke_device(&self, device_id: &str, now_ms: i64) -> Result<bool, ServerError> {
+        let device_id = device_id.to_string();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
+                params![device_id, now_ms],
+            )? > 0)
+        })
+    }
+
+    fn rotate_token(&self, device_id: &str, token_hash: &str) -> Result<(), ServerError> {
+        let (device_id, token_hash) = (device_id.to_string(), token_hash.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE devices SET token_hash = ?2 WHERE device_id = ?1 AND revoked_at IS NULL",
+                params![device_id, token_hash],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn writable(&self) -> Result<(), ServerError> {
+        // A real write to the file, synced: what a push needs.
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_at', strftime('%s', 'now'))",
+                [],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn sync(&self, call: SyncCall) -> Result<SyncOutcome, ServerError> {
+        // A cursor from elsewhere is refused before anything is written.
+        self.read(|tx| log_state(tx)?.position(call.cursor.as_deref()).map(|_| ()))?;
+        let SyncCall {
+            device,
+            changes,
+            cursor,
+            replica,
+            now_ms,
+            page,
+        } = call;
+        let (assigned, fresh) = if changes.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let (device, wards) = (device.clone(), self.wards());
+            self.write(move |tx| push::push(tx, &wards, &device, &changes, now_ms))?
+        };
+        // On a snapshot that holds the push.
+        self.read(|tx| {
+            let state = log_state(tx)?;
+            let after = state.position(cursor.as_deref())?;
+            let mut view = pull::View::new(tx, &device, &self.pseudonym_key)?;
+            let (mut changes, seq, more) =
+                pull::pull(tx, &mut view, after, page, replica.as_ref())?;
+            // A resident reporting from a new place sees what is already open around it.
+            if device.role == Role::Resident {
+                changes.extend(pull::backfill(tx, &mut view, &fresh, page)?);
+            }
+            let changes = changes.into_iter().filter_map(|c| view.shape(c)).collect();
+            Ok(SyncOutcome {
+                assigned,
+                changes,
+                cursor: state.cursor(seq),
+                more,
+            })
+        })
+    }
+
+    fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {SCOPE_COLUMNS} FROM photo_refs p
+                 JOIN requests r ON r.request_id = p.request_id WHERE p.sha256 = ?1"
+            ))?;
+            let rows = stmt.query_map([sha256], scope_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
+        self.read(|tx| pull::reported_places(tx, device_id))
+    }
+
+    fn photo_stored(
+        &self,
+        sha256: &str,
+        uploaded_bytes: u64,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<(), ServerError> {
+        let (sha256, device_id) = (sha256.to_string(), device_id.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO photos (sha256, uploaded_bytes, device_id, stored_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![sha256, uploaded_bytes as i64, device_id, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn photo_uploaded_bytes(&self, sha256: &str) -> Result<Option<u64>, ServerError> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT uploaded_bytes FROM photos WHERE sha256 = ?1")?
+                .query_row([sha256], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|n| n as u64))
+        })
+    }
+
+    fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
+        self.write(move |tx| {
+            let arrived_by: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM arrivals WHERE at_ms <= ?1",
+                [arrived_by_ms],
+                |r| r.get(0),
+            )?;
+            let Some(arrived_by) = arrived_by else {
+                return Ok(0);
+            };
+            // Older marks say nothing the newest one before the horizon does not.
+            tx.execute("DELETE FROM arrivals WHERE seq < ?1", [arrived_by])?;
+            let (deleted, max_seq) = log::compact(tx, horizon, arrived_by as u64)?;
+            if deleted > 0 {
+                let reached = sql::get_num(tx, COMPACTED_SEQ, 0u64)?.max(max_seq);
+                sql::set(tx, COMPACTED_SEQ, &reached.to_string())?;
+                sql::increment(tx, COMPACTIONS)?;
+            }
+            Ok(deleted)
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! The server database's migration ladder: step `v` moves the schema from version `v` to
+//! `v + 1`; a fresh file climbs them all.
+
+use curbside_core::sql::Step;
+use curbside_core::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
+use rusqlite::{params, Transaction};
+
+use super::push::SCOPE_COLUMNS;
+use crate::scope::{self, RequestScope};
+
+/// Version 1: the catalogue.
+const V1: &str = "
+CREATE TABLE catalog (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    document    TEXT NOT NULL,
+    imported_at INTEGER NOT NULL
+);";
+
+/// Version 2: devices, the requests the server has numbered, and the change log of
+/// curbside-core, with a cursor index.
+const V2: &str = "
+CREATE TABLE devices (
+    token_hash TEXT PRIMARY KEY,
+    device_id  TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL,
+    wards      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE requests (
+    request_id         TEXT PRIMARY KEY,
+    service_request_id INTEGER NOT NULL UNIQUE,
+    created_by         TEXT NOT NULL,
+    ward               TEXT,
+    created_at         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sync_changes_by_seq ON sync_changes (seq);";
+
+/// Version 3: what the pull scope needs about each request (where it is, whether it is open,
+/// who may see it), kept up to date from the merged changes.
+const V3: &str = "
+ALTER TABLE requests ADD COLUMN lat REAL;
+ALTER TABLE requests ADD COLUMN lon REAL;
+ALTER TABLE requests ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted';
+ALTER TABLE requests ADD COLUMN public INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX requests_by_lat ON requests (lat);
+CREATE INDEX requests_by_creator ON requests (created_by);";
+
+/// Version 5: the photos each request refers to, indexed by photo, so the photo endpoints find
+/// the requests of a photo without scanning the log.
+const V5: &str = "
+CREATE TABLE photo_refs (
+    sha256     TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, request_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO photo_refs (sha256, request_id)
+    SELECT json_extract(value, '$.sha256'), request_id FROM sync_change_rows WHERE field = 'photo';";
+
+/// Version 6: when changes arrived (the highest arrival number at a time, one row per push
+/// that applied any), so compaction touches only what arrived before the horizon too.
+const V6: &str = "
+CREATE TABLE arrivals (
+    seq   INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX arrivals_by_time ON arrivals (at_ms);
+INSERT INTO arrivals (seq, at_ms) SELECT MAX(seq), 0 FROM sync_changes HAVING MAX(seq) IS NOT NULL;";
+
+/// Version 7: the photos stored whole, with the length their uploader sent (an upload's
+/// offset once done: what is served was encoded again and differs) and who sent them.
+const V7: &str = "
+CREATE TABLE photos (
+    sha256         TEXT PRIMARY KEY,
+    uploaded_bytes INTEGER NOT NULL,
+    device_id      TEXT NOT NULL,
+    stored_at      INTEGER NOT NULL
+) WITHOUT ROWID;";
+
+/// Version 8: revoked devices (their token stops working; their reports stay theirs).
+const V8: &str = "ALTER TABLE devices ADD COLUMN revoked_at INTEGER;";
+
+/// Version 9: the feed, which files each change's arrival number under the keys of who may
+/// see it ([`scope::filed_under`]), so a pull reads only its own scope's changes. Filled from
+/// the log the first time.
+const V9: &str = "
+CREATE TABLE feed (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
+ALTER TABLE requests ADD COLUMN cell TEXT;
+CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;";
+
+/// Files every logged change under its request's feed keys and sets each request's cell: the
+/// first fill of the feed, and for tools that write requests and changes straight into the
+/// file (benchmarks' seeding). Idempotent.
+pub fn fill_feed(tx: &Transaction) -> rusqlite::Result<()> {
+    let requests: Vec<(String, RequestScope)> = tx
+        .prepare(&format!(
+            "SELECT r.request_id, {SCOPE_COLUMNS} FROM requests r"
+        ))?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                RequestScope {
+                    created_by: r.get(1)?,
+                    ward: r.get(2)?,
+                    lat: r.get(3)?,
+                    lon: r.get(4)?,
+                    public: r.get(5)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut seqs = tx.prepare(
+        "SELECT c.seq FROM sync_changes c JOIN sync_requests q ON q.n = c.request WHERE q.id = ?1",
+    )?;
+    let mut insert = tx.prepare("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
+    let mut cell = tx.prepare("UPDATE requests SET cell = ?2 WHERE request_id = ?1")?;
+    for (id, scope) in requests {
+        if let (Some(lat), Some(lon)) = (scope.lat, scope.lon) {
+            cell.execute(params![id, scope::cell_of(lat, lon)])?;
+        }
+        let keys = scope::filed_under(&scope);
+        let found: Vec<i64> = seqs
+            .query_map([&id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for seq in found {
+            for k in &keys {
+                insert.execute(params![k, seq])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
+pub(super) const LADDER: [Step; 9] = [
+    |tx| tx.execute_batch(V1),
+    |tx| {
+        tx.execute_batch(LOG_V3)?;
+        tx.execute_batch(V2)
+    },
+    |tx| {
+        // Also brings the change log's own tables up to this core's (the outbox).
+        tx.execute_batch(LOG_V3)?;
+        tx.execute_batch(V3)
+    },
+    |tx| {
+        tx.execute_batch(&upgrade_v3_to_v4())?;
+        tx.execute_batch("CREATE INDEX sync_changes_by_seq ON sync_changes (seq);")
+    },
+    |tx| {
+        tx.execute_batch(OUTBOX_V5)?;
+        tx.execute_batch(V5)
+    },
+    |tx| tx.execute_batch(V6),
+    |tx| tx.execute_batch(V7),
+    |tx| tx.execute_batch(V8),
+    |tx| {
+        tx.execute_batch(V9)?;
+        fill_feed(tx)
+    },
+];
