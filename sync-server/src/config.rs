@@ -62,6 +62,10 @@ pub struct Limits {
     /// phones share a carrier's address.
     #[arg(long, env = "CURBSIDE_ADDRESS_PER_SECOND", default_value_t = 500)]
     pub address_per_second: u32,
+    /// New connections one client address may open per minute (a burst of a fifth of that);
+    /// beyond it a connection is closed as soon as it is accepted.
+    #[arg(long, env = "CURBSIDE_CONNECTIONS_PER_MINUTE", default_value_t = 600)]
+    pub connections_per_minute: u32,
     /// Connections open at once; more wait to be accepted.
     #[arg(long, env = "CURBSIDE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,

@@ -296,6 +296,11 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // A client opening connections faster than its address may: closed before any work.
+        if state.limits.connection(peer.ip()).is_err() {
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(

@@ -40,6 +40,7 @@ pub struct Limits {
     media: DefaultKeyedRateLimiter<String>,
     register: DefaultKeyedRateLimiter<IpAddr>,
     address: DefaultKeyedRateLimiter<IpAddr>,
+    connections: DefaultKeyedRateLimiter<IpAddr>,
     /// Counts refusals, for `/metrics`.
     refused: prometheus_client::metrics::counter::Counter,
 }
@@ -67,6 +68,7 @@ impl Limits {
                 3,
             )),
             address: RateLimiter::keyed(quota(c.address_per_second, Duration::from_secs(1), 1)),
+            connections: RateLimiter::keyed(quota(c.connections_per_minute, minute, 5)),
             refused,
         }
     }
@@ -87,8 +89,9 @@ impl Limits {
         })
     }
 
-    pub fn device(&self, class: Class, device_id: &str) -> Result<(), ServerError> {
-        let key = device_id.to_string();
+    /// A device's budget, keyed by its token's hash (known before storage is asked).
+    pub fn device(&self, class: Class, token_hash: &str) -> Result<(), ServerError> {
+        let key = token_hash.to_string();
         match class {
             Class::Media => self.check(&self.media, &key, "photo requests from this device"),
             Class::Sync | Class::Other => self.check(&self.sync, &key, "syncs from this device"),
@@ -97,6 +100,11 @@ impl Limits {
 
     pub fn address(&self, ip: IpAddr) -> Result<(), ServerError> {
         self.check(&self.address, &ip, "requests from this address")
+    }
+
+    /// A new connection from `ip`: checked at accept, before any work is done for it.
+    pub fn connection(&self, ip: IpAddr) -> Result<(), ServerError> {
+        self.check(&self.connections, &ip, "connections from this address")
     }
 
     pub fn registration(&self, ip: IpAddr) -> Result<(), ServerError> {
@@ -109,7 +117,7 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        for l in [&self.register, &self.address] {
+        for l in [&self.register, &self.address, &self.connections] {
             l.retain_recent();
             l.shrink_to_fit();
         }

@@ -279,6 +279,8 @@ fn slow_clients_are_shed_and_sigterm_drains_within_its_grace() {
             "2",
             "--registrations-per-hour",
             "3",
+            "--connections-per-minute",
+            "100000",
         ],
         &[],
     );

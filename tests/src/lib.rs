@@ -38,6 +38,11 @@ impl Server {
 }
 
 pub fn start_server(dir: &Path, retention_days: u32) -> Server {
+    start_server_with(dir, |c| c.retention_days = retention_days)
+}
+
+/// [`start_server`], with its configuration adjusted first.
+pub fn start_server_with(dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,17 +50,21 @@ pub fn start_server(dir: &Path, retention_days: u32) -> Server {
         .unwrap();
     let data = dir.join("server");
     let state = Arc::new(
-        AppState::load(&Config {
-            admin_key: Some(ADMIN.into()),
-            retention_days,
-            // These tests sync far faster than any phone: limits have tests of their own.
-            limits: curbside_server::config::Limits {
-                syncs_per_minute: 1_000_000,
-                media_per_minute: 1_000_000,
-                registrations_per_hour: 1_000_000,
-                ..Config::new(&data).limits
-            },
-            ..Config::new(data.clone())
+        AppState::load(&{
+            let mut config = Config {
+                admin_key: Some(ADMIN.into()),
+                // These tests sync far faster than any phone: limits have tests of their own.
+                limits: curbside_server::config::Limits {
+                    syncs_per_minute: 1_000_000,
+                    media_per_minute: 1_000_000,
+                    registrations_per_hour: 1_000_000,
+                    connections_per_minute: 1_000_000,
+                    ..Config::new(&data).limits
+                },
+                ..Config::new(data.clone())
+            };
+            adjust(&mut config);
+            config
         })
         .unwrap(),
     );
@@ -143,11 +152,18 @@ pub fn request_changes(i: usize, replica: &str, base_ms: u64) -> Vec<Change> {
 }
 
 /// Writes `n` requests of replica `replica` (ward 10, in progress) into the server's store as
-/// its sync endpoint would have, numbered from 100,001: pushing them over HTTP would time or
+/// its sync endpoint would have, numbered after the highest it holds: pushing them over HTTP would time or
 /// test the seeding, not what follows. Returns their ids.
 pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> Vec<String> {
     let mut db = server.db();
     let tx = db.transaction().unwrap();
+    let first: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(service_request_id), 100000) + 1 FROM requests",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let cs = request_changes(i, replica, base_ms);
@@ -157,7 +173,7 @@ pub fn seed_requests(server: &Server, n: usize, replica: &str, base_ms: u64) -> 
              VALUES (?1, ?2, 'seed', '10', ?3, ?4, ?5, 'in_progress')",
             rusqlite::params![
                 cs[0].request_id,
-                100_001 + i as i64,
+                first + i as i64,
                 base_ms as i64,
                 cs[4].value.to_json()["lat"].as_f64(),
                 cs[4].value.to_json()["lon"].as_f64()

@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
@@ -14,8 +14,9 @@ use crate::ServerError;
 /// Writes one commit takes at most: enough to share a sync to disk, few enough that the first
 /// caller's answer is not held long.
 const MAX_BATCH: usize = 128;
-/// Idle readers kept open.
-const READERS: usize = 8;
+/// Readers open at most: more would only share the same cores, and each opening costs a read
+/// of the schema. A read waits for a free one.
+const READERS: usize = 16;
 
 /// A write waiting for the writer: run in its own savepoint (its failure undoes only itself),
 /// answered once the batch it is in has committed.
@@ -60,12 +61,40 @@ pub(super) struct Writer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Copies the WAL back into the database on its own thread and connection after commits, so
+/// no commit waits for a checkpoint (SQLite's automatic one runs in the committing writer).
+/// Passive: it never blocks readers or the writer.
+fn checkpointer(path: &Path) -> Result<SyncSender<()>, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("curbside-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                // A busy database only means the next commit's nudge tries again.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(wake)
+}
+
 impl Writer {
-    pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
+    pub(super) fn start(conn: Connection, path: &Path) -> Result<Writer, String> {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| e.to_string())?;
+        let nudge = checkpointer(path)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
             .name("curbside-writer".into())
-            .spawn(move || write_loop(conn, queue))?;
+            .spawn(move || write_loop(conn, queue, nudge))
+            .map_err(|e| e.to_string())?;
         Ok(Writer {
             jobs: Mutex::new(Some(jobs)),
             thread: Some(thread),
@@ -107,7 +136,7 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>) {
+fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>, nudge: SyncSender<()>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -123,6 +152,7 @@ fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>) {
         for job in &mut batch {
             job.finish(committed.clone());
         }
+        let _ = nudge.try_send(());
     }
 }
 
@@ -141,19 +171,51 @@ fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result
 
 pub(super) struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections, and how many are open in all.
+    idle: Mutex<(Vec<Connection>, usize)>,
+    freed: Condvar,
 }
 
 impl Readers {
     pub(super) fn new(path: &Path) -> Readers {
         Readers {
             path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
         }
     }
 
-    fn pool(&self) -> MutexGuard<'_, Vec<Connection>> {
+    fn pool(&self) -> MutexGuard<'_, (Vec<Connection>, usize)> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle reader, or a new one while fewer than [`READERS`] are open, or the next freed.
+    fn take(&self) -> Result<Connection, ServerError> {
+        let mut pool = self.pool();
+        loop {
+            if let Some(c) = pool.0.pop() {
+                return Ok(c);
+            }
+            if pool.1 < READERS {
+                pool.1 += 1;
+                drop(pool);
+                return self.open().inspect_err(|_| self.pool().1 -= 1);
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn open(&self) -> Result<Connection, ServerError> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Pulls read long runs of the log: a larger cache and the file mapped.
+        c.execute_batch("PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;")?;
+        curbside_core::sql::keep_statements_prepared(&c)?;
+        c.set_prepared_statement_cache_capacity(128);
+        Ok(c)
     }
 
     /// Runs `f` on one snapshot of the database.
@@ -161,27 +223,13 @@ impl Readers {
         &self,
         f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
     ) -> Result<T, ServerError> {
-        let taken = self.pool().pop();
-        let mut conn = match taken {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                c.busy_timeout(std::time::Duration::from_secs(5))?;
-                curbside_core::sql::keep_statements_prepared(&c)?;
-                c
-            }
+        let mut conn = self.take()?;
+        let value = match conn.transaction() {
+            Ok(snapshot) => f(&snapshot),
+            Err(e) => Err(e.into()),
         };
-        let value = {
-            let snapshot = conn.transaction()?;
-            f(&snapshot)
-        };
-        let mut pool = self.pool();
-        if pool.len() < READERS {
-            pool.push(conn);
-        }
+        self.pool().0.push(conn);
+        self.freed.notify_one();
         value
     }
 }

@@ -99,8 +99,8 @@ impl SqliteStorage {
         };
         sql::keep_statements_prepared(&conn).map_err(startup)?;
         Ok(SqliteStorage {
-            writer: Writer::start(conn)
-                .map_err(|e| ServerError::Startup(format!("writer thread: {e}")))?,
+            writer: Writer::start(conn, &path)
+                .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?,
             readers: Readers::new(&path),
             wards: OnceLock::new(),
             pseudonym_key,

@@ -126,9 +126,10 @@ pub(super) fn pull(
          WHERE f.key = ?1 AND f.seq > ?2 ORDER BY f.seq",
         log::STORED_COLUMNS
     );
+    // Each stream its own cached statement (the same text twice would share one).
     let mut statements = Vec::with_capacity(keys.len());
-    for _ in &keys {
-        statements.push(tx.prepare(&sql)?);
+    for i in 0..keys.len() {
+        statements.push(tx.prepare_cached(&format!("{sql} /* stream {i} */"))?);
     }
     let mut streams = Vec::with_capacity(keys.len());
     for (stmt, key) in statements.iter_mut().zip(&keys) {

@@ -39,8 +39,19 @@ pub(super) fn push(
             photo.execute(params![p.sha256, c.request_id.to_string()])?;
         }
     }
-    let touched: HashSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
-    for id in &touched {
+    // Only a change of where a request is, its status or its visibility moves its scope: a
+    // note or a description edit costs no re-reading of the request.
+    let moved: HashSet<RequestId> = changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.field(),
+                Field::Create | Field::Location | Field::Status | Field::Visibility
+            )
+        })
+        .map(|c| c.request_id)
+        .collect();
+    for id in &moved {
         refresh(tx, wards, id)?;
     }
     file(tx, before)?;
