@@ -327,6 +327,41 @@ async fn a_second_jpeg_after_the_first_and_its_gps_never_reach_anyone() {
         "one image, nothing after it"
     );
     assert!(served.body.len() < clean.len() * 2);
+    // A chunk past the length it declared, and bytes that do not hash to their name.
+    let named = hex(b"these are other bytes");
+    assert_eq!(
+        push(&server, &ana, &[photo_ref(&changes[0], 9_002, &named)]).await,
+        StatusCode::OK
+    );
+    let uri = format!("/v1/media/{named}");
+    let a = call(
+        &server,
+        Method::PATCH,
+        &uri,
+        Some(&ana),
+        &chunk_headers(0, 4),
+        b"12345".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let a = call(
+        &server,
+        Method::PATCH,
+        &uri,
+        Some(&ana),
+        &chunk_headers(0, 5),
+        b"12345".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&a.body).contains("do not hash"));
+    assert_eq!(
+        call(&server, Method::HEAD, &uri, Some(&ana), &[], vec![])
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "nothing kept"
+    );
     // And a photo that is not a photo is refused whole, nothing kept.
     let text = b"not a photo at all".to_vec();
     let sha = hex(&text);

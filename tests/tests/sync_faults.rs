@@ -342,7 +342,46 @@ fn hostile_bodies_get_clear_errors_and_change_nothing() {
         .into_bytes()
     };
     let now_hlc = (SystemClock.now_ms() as u64) << 16;
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let whole = gzip(br#"{"changes":[]}"#);
+    let truncated_gzip = whole[..whole.len() - 6].to_vec();
+    // 64 MB of spaces in about 64 KB: read no further than the sync body's limit.
+    let bomb = gzip(&vec![b' '; 64 << 20]);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+    let mut invalid_utf8 = change("description", "\"ok\"", now_hlc);
+    let at = invalid_utf8.windows(2).position(|w| w == b"ok").unwrap();
+    invalid_utf8[at] = 0xFF;
+    // A second device, revoked: its token no longer counts.
+    let revoked = {
+        let other = Store::open(dir.path().join("revoked.db")).unwrap();
+        let r = other
+            .register(&server.url(), &RegisterBody::default())
+            .unwrap();
+        assert!(server.state.storage.revoke_device(&r.device_id, 0).unwrap());
+        rusqlite::Connection::open(dir.path().join("revoked.db"))
+            .unwrap()
+            .query_row("SELECT value FROM meta WHERE key = 'sync_token'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap()
+    };
     let cases: Vec<(&str, Vec<u8>, bool, &str, u16)> = vec![
+        ("truncated gzip", truncated_gzip, true, &token, 400),
+        ("a gzip bomb", bomb, true, &token, 413),
+        ("deeply nested JSON", deep, false, &token, 400),
+        ("invalid UTF-8", invalid_utf8, false, &token, 400),
+        (
+            "stamped in 1970",
+            change("description", "\"x\"", 1 << 16),
+            false,
+            &token,
+            400,
+        ),
+        ("a revoked token", b"{}".to_vec(), false, &revoked, 401),
         (
             "truncated JSON",
             b"{\"changes\":[{\"id\"".to_vec(),
@@ -407,8 +446,8 @@ fn hostile_bodies_get_clear_errors_and_change_nothing() {
             400,
         ),
     ];
-    for (what, body, gzip, token, expected) in cases {
-        let (status, text) = post(body, gzip, token);
+    for (what, body, gzipped, token, expected) in cases {
+        let (status, text) = post(body, gzipped, token);
         assert_eq!(status, expected, "{what}: {text}");
         assert!(
             text.contains("\"description\""),
