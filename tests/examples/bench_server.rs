@@ -386,6 +386,103 @@ fn wrk_healthz(addr: SocketAddr, seconds: u64) -> Option<f64> {
         .ok()
 }
 
+/// Server ingest: 2,000 new reports (5 changes each), pushed 5 reports a call by their devices
+/// through the sync handler's own logic (checks, admission and numbering, merge, scope,
+/// feed; the pull that follows finds nothing), against raw inserts of the same change rows into
+/// a table of the same database file, one transaction per push.
+fn ingest(server: &curbside_e2e::Server, base_ms: u64) {
+    use curbside_core::sync::protocol::SyncRequest;
+    use curbside_core::sync::WireChange;
+    let (reports, per_push) = (2_000, 5);
+    let state = &server.state;
+    let devices: Vec<_> = (0..reports / per_push)
+        .map(|_| {
+            let r = curbside_server::sync::register(state, Default::default()).unwrap();
+            state
+                .storage
+                .device(&curbside_server::auth::token_hash(&r.token))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let batches: Vec<Vec<WireChange>> = (0..reports / per_push)
+        .map(|d| {
+            let replica = format!("{:016x}", 0x1e9e_0000_0000_0000u64 + d as u64);
+            (0..per_push)
+                .flat_map(|k| {
+                    let i = d * per_push + k;
+                    let mut changes: Vec<_> = request_changes(2_000_000 + i, &replica, base_ms)
+                        .into_iter()
+                        .take(5)
+                        .collect();
+                    // 1.5 km apart, as in the load above: ingest, not the backfill.
+                    let (row, col) = ((i / 45) as f64 - 22.0, (i % 45) as f64 - 22.0);
+                    changes[4].value = curbside_core::FieldValue::Location(Some(
+                        curbside_core::Location::new(
+                            43.70 + row * 0.0135,
+                            -79.40 + col * 0.0187,
+                            Some(6.0),
+                            curbside_core::LocationSource::Gps,
+                        )
+                        .unwrap(),
+                    ));
+                    changes.into_iter().map(|c| c.to_wire()).collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect();
+    let rows: Vec<Vec<WireChange>> = batches.clone();
+    let t = Instant::now();
+    for (device, changes) in devices.iter().zip(batches) {
+        let body = SyncRequest {
+            cursor: None,
+            changes,
+            replica: None,
+            client_time_ms: None,
+        };
+        curbside_server::sync::sync(state, device, body).unwrap();
+    }
+    let ours = t.elapsed();
+    let mut raw = server.db();
+    raw.execute_batch(
+        "PRAGMA synchronous = FULL;
+         CREATE TABLE raw_ingest (request_id TEXT, id TEXT, field TEXT, value TEXT,
+                                  hlc INTEGER, replica TEXT, PRIMARY KEY (request_id, id));",
+    )
+    .unwrap();
+    let t = Instant::now();
+    for batch in &rows {
+        let tx = raw.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO raw_ingest VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .unwrap();
+            for c in batch {
+                insert
+                    .execute(rusqlite::params![
+                        c.request_id,
+                        c.id,
+                        c.field,
+                        c.value.to_string(),
+                        c.hlc as i64,
+                        c.replica
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let peer = t.elapsed();
+    println!(
+        "server ingest of {reports} new reports ({} changes, {per_push} reports a push): {:.0} ms ({:.0} changes/s); raw inserts of the same rows into the same file, a transaction per push: {:.0} ms; ratio {:.2}x (target >= 0.5x)",
+        reports * 5,
+        ours.as_secs_f64() * 1e3,
+        (reports * 5) as f64 / ours.as_secs_f64(),
+        peer.as_secs_f64() * 1e3,
+        peer.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(512);
@@ -452,6 +549,7 @@ fn main() {
         abused_rate / ((clean_rate + after_rate) / 2.0)
     );
 
+    ingest(&server, base);
     if std::env::var_os("BENCH_SKIP_BIG").is_some() {
         return;
     }
