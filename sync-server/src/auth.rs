@@ -66,10 +66,10 @@ impl FromRequestParts<Arc<AppState>> for Authed {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
         let class = crate::limits::Class::of_path(parts.uri.path());
-        // The budget is the token's (a device has one), checked before storage is asked who
-        // it is: a device over its budget costs a hash and a counter, nothing more.
+        // The budget is the device's, whatever token it shows (a rotated token starts no new
+        // one); finding the device is one indexed read, and the address's own budget bounds
+        // how many of those a stream of made-up tokens costs.
         let hash = token_hash(&token);
-        state.limits.device(class, &hash)?;
         let device = blocking(state, move |state| {
             state
                 .storage
@@ -77,6 +77,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
                 .ok_or(ServerError::Unauthorized("unknown token"))
         })
         .await?;
+        state.limits.device(class, &device.id)?;
         Ok(Authed(device))
     }
 }

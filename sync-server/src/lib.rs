@@ -51,6 +51,8 @@ pub struct AppState {
     /// Where clients reach this server (discovery, media URLs); never a request's Host.
     pub public_url: String,
     pub limits: limits::Limits,
+    /// Photo decodes running at once.
+    pub decodes: limits::Turns,
     pub metrics: Arc<metrics::Metrics>,
     /// Connections, timeouts and shutdown.
     pub serving: config::Limits,
@@ -84,6 +86,10 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::new());
         Ok(AppState {
             limits: limits::Limits::new(&config.limits, metrics.rate_limited.clone()),
+            decodes: limits::Turns::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                std::time::Duration::from_secs(10),
+            ),
             metrics,
             serving: config.limits.clone(),
             public_url: config.public_url(),

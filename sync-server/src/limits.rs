@@ -89,9 +89,10 @@ impl Limits {
         })
     }
 
-    /// A device's budget, keyed by its token's hash (known before storage is asked).
-    pub fn device(&self, class: Class, token_hash: &str) -> Result<(), ServerError> {
-        let key = token_hash.to_string();
+    /// A device's budget, keyed by the device (a new token is not a new budget). Checked
+    /// after one indexed lookup of its token and before anything else storage does for it.
+    pub fn device(&self, class: Class, device_id: &str) -> Result<(), ServerError> {
+        let key = device_id.to_string();
         match class {
             Class::Media => self.check(&self.media, &key, "photo requests from this device"),
             Class::Sync | Class::Other => self.check(&self.sync, &key, "syncs from this device"),
@@ -121,6 +122,52 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+}
+
+/// Turns at a costly step (decoding a photo) that only a few callers may take at once,
+/// whichever devices they come from: a burst of uploads queues for the cores instead of
+/// multiplying the memory each decode holds.
+pub struct Turns {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    wait: Duration,
+}
+
+/// A turn held: given back when dropped (a panic too).
+pub struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    pub fn new(at_once: usize, wait: Duration) -> Turns {
+        Turns {
+            free: std::sync::Mutex::new(at_once.max(1)),
+            freed: std::sync::Condvar::new(),
+            wait,
+        }
+    }
+
+    /// Waits for a turn, up to the wait it was made with: then 429, try again shortly.
+    pub fn turn(&self) -> Result<Turn<'_>, ServerError> {
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut free, timeout) = self
+            .freed
+            .wait_timeout_while(free, self.wait, |n| *n == 0)
+            .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() && *free == 0 {
+            return Err(ServerError::TooMany {
+                retry_after_s: 5,
+                message: "the server is busy with other photos: send the last chunk again".into(),
+            });
+        }
+        *free -= 1;
+        Ok(Turn(self))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 

@@ -43,6 +43,8 @@ pub const MAX_CHUNK: usize = 2 << 20;
 pub const PART_QUOTA: u64 = 32 << 20;
 /// Unfinished uploads one device may hold at once.
 pub const MAX_PARTS: usize = 16;
+/// Photo bytes one device may store in a day: a few hundred of a Curbside client's photos.
+pub const DAILY_BYTES: u64 = 128 << 20;
 /// An unfinished upload untouched this long is dropped: its device starts again.
 pub const STALE_PART: Duration = Duration::from_secs(2 * 86_400);
 
@@ -88,9 +90,11 @@ fn not_found(sha: &str) -> ServerError {
     ServerError::NotFound(format!("no photo {sha} that this device may see"))
 }
 
-/// May `device` see a request that refers to the photo?
+/// May `device` see the photo: does a request it may see refer to it, by a device that sent
+/// its bytes? (A reference alone could be made by anyone who knows a hash.)
 fn may_see(state: &AppState, device: &Device, sha: &str) -> Result<bool, ServerError> {
-    let requests = state.storage.photo_scope(sha)?;
+    let refs = state.storage.photo_scope(sha)?;
+    let requests: Vec<_> = refs.iter().filter(|r| r.held).map(|r| &r.request).collect();
     if requests.iter().any(|r| scope::may_change(device, r)) {
         return Ok(true);
     }
@@ -103,17 +107,17 @@ fn may_see(state: &AppState, device: &Device, sha: &str) -> Result<bool, ServerE
         .any(|r| scope::access(device, r, &places) != Access::None))
 }
 
-/// May `device` upload the photo: does a request it may change refer to it?
+/// May `device` upload the photo: did it refer to it in a request it may change?
 fn may_upload(state: &AppState, device: &Device, sha: &str) -> Result<bool, ServerError> {
     Ok(state
         .storage
         .photo_scope(sha)?
         .iter()
-        .any(|r| scope::may_change(device, r)))
+        .any(|r| r.by == device.id && scope::may_change(device, &r.request)))
 }
 
-/// How many bytes of a photo the server holds for `device`: the whole upload once stored (if
-/// the device may see it), else what it has sent of its own upload.
+/// How many bytes of a photo the server holds for `device`: the whole upload once stored from
+/// its bytes, else what it has sent of its own upload.
 pub fn photo_offset(
     state: &AppState,
     device: &Device,
@@ -121,7 +125,7 @@ pub fn photo_offset(
 ) -> Result<Option<u64>, ServerError> {
     let sha = check_name(sha)?;
     if let Some(n) = state.storage.photo_uploaded_bytes(&sha)? {
-        if finished(state, &sha).exists() && may_see(state, device, &sha)? {
+        if finished(state, &sha).exists() && state.storage.photo_held_by(&sha, &device.id)? {
             return Ok(Some(n));
         }
     }
@@ -149,6 +153,37 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64, ServerError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| ServerError::BadRequest(format!("send the {name} header (bytes)")))
+}
+
+/// How the server decodes a photo it stores: far within what its memory allows, whatever
+/// the file claims. A Curbside client sends at most 1,600 px on the long edge; 16 MP leaves a
+/// phone's camera room, and the decoder may use 64 MB at most (a progressive JPEG keeps all its
+/// coefficients).
+pub fn decode_options() -> PhotoOptions {
+    PhotoOptions {
+        max_file_bytes: MAX_PHOTO as usize,
+        max_pixels: 16_000_000,
+        max_decode_bytes: 64 << 20,
+        // A little above a phone's own quality: encoding again loses as little as it can.
+        quality: 90,
+        ..PhotoOptions::default()
+    }
+}
+
+/// Refuses a device that stored [`DAILY_BYTES`] of photos in the last day.
+fn check_daily_quota(state: &AppState, device: &Device) -> Result<(), ServerError> {
+    let since = state.clock.now_ms() - 86_400_000;
+    let stored = state.storage.photo_bytes_stored_by(&device.id, since)?;
+    if stored >= DAILY_BYTES {
+        return Err(ServerError::TooMany {
+            retry_after_s: 3_600,
+            message: format!(
+                "this device stored {stored} bytes of photos today, the most one device may \
+                 ({DAILY_BYTES}): try again later"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// What a chunk did.
@@ -206,8 +241,10 @@ pub fn photo_chunk(
         ));
     }
     let done = finished(state, &sha);
+    // Stored already, from this device's bytes. Another device sends them whole too: that is
+    // how it shows it holds the photo (a hash alone is no proof).
     if let Some(n) = state.storage.photo_uploaded_bytes(&sha)? {
-        if done.exists() {
+        if done.exists() && state.storage.photo_held_by(&sha, &device.id)? {
             return Ok(Chunk::Taken {
                 held: n,
                 complete: true,
@@ -221,6 +258,7 @@ pub fn photo_chunk(
         if offset != 0 {
             return Ok(Chunk::Moved { held: 0 });
         }
+        check_daily_quota(state, device)?;
         let (count, bytes) = parts_held(&dir);
         if count >= MAX_PARTS || bytes + total > PART_QUOTA {
             return Err(ServerError::TooMany {
@@ -275,13 +313,24 @@ pub fn photo_chunk(
             "the bytes do not hash to the name they were sent under; send them again".into(),
         ));
     }
-    // A little above a phone's own quality: encoding again loses as little as it can.
-    let options = PhotoOptions {
-        max_file_bytes: MAX_PHOTO as usize,
-        quality: 90,
-        ..PhotoOptions::default()
+    if done.exists() {
+        // The same bytes as a photo stored already: this device now holds it too.
+        state
+            .storage
+            .photo_stored(&sha, total, &device.id, state.clock.now_ms())?;
+        forget();
+        return Ok(Chunk::Taken {
+            held: total,
+            complete: true,
+        });
+    }
+    check_daily_quota(state, device)?;
+    let clean = {
+        // Decoding is the costly step: a few at a time, whoever sends them.
+        let _turn = state.decodes.turn()?;
+        curbside_core::photo::clean_upload(&bytes, &decode_options())
     };
-    let clean = match curbside_core::photo::clean_upload(&bytes, &options) {
+    let clean = match clean {
         Ok(c) => c,
         Err(e) => {
             forget();

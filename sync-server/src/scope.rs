@@ -7,10 +7,10 @@
 //!   public numbers, internal notes).
 //! - A device sees a request in full if it may change it (a resident without internal notes),
 //!   and the public view of a public request within [`NEAR_M`] of a place it reported from.
-//! - Nothing a resident receives identifies another device or person ([`shape`]): in the
-//!   public view replica ids are pseudonyms (per request, so two reports cannot be linked to
-//!   one phone) and a creation carries no creator; a note names its author's role only, set
-//!   from the token ([`may_write`] refuses any other).
+//! - Nothing a resident receives identifies another device or person ([`shape`]): every other
+//!   writer's replica id is a pseudonym (per request, its counters offset, so two reports
+//!   cannot be linked to one phone), in the public view a creation carries no creator, and a
+//!   note names its author's role only, set from the token ([`may_write`] refuses any other).
 
 use std::collections::HashSet;
 
@@ -191,27 +191,38 @@ fn author_role(author: &str) -> &'static str {
     }
 }
 
-/// A stable pseudonym of `replica` within one request: the same writer keeps one id in a
-/// request's history (merge order holds), but two requests' pseudonyms cannot be linked.
-fn pseudonym(key: &str, change: &StoredChange) -> ReplicaId {
+/// A stable pseudonym of a change's replica within one request, and an offset for its
+/// counters: the same writer keeps one id in a request's history (merge order holds), but
+/// neither the ids nor the run of counters link two requests to one phone.
+fn pseudonym(key: &str, change: &StoredChange) -> ChangeId {
     let digest = Sha256::new()
         .chain_update(key.as_bytes())
         .chain_update(change.request_id.to_string().as_bytes())
-        .chain_update(change.id.replica.as_str().as_bytes());
-    let hex: String = digest.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ReplicaId::parse(&hex).expect("16 hex digits")
+        .chain_update(change.id.replica.as_str().as_bytes())
+        .finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let offset = u64::from(u32::from_be_bytes([
+        digest[8], digest[9], digest[10], digest[11],
+    ]));
+    ChangeId {
+        replica: ReplicaId::parse(&hex).expect("16 hex digits"),
+        counter: change.id.counter.saturating_add(offset),
+    }
 }
 
 /// The change as `device` receives it, given its `access` to the request; `key` is the
-/// server's secret for pseudonyms. `None`: a stored value that cannot be read is not sent.
+/// server's secret for pseudonyms, `own`: the change was pushed by this device. `None`: a
+/// stored value that cannot be read is not sent.
+///
+/// Staff see changes as stored. A resident sees every other writer's replica (a neighbour's,
+/// an inspector's, the server's) as a pseudonym, notes signed by a role, and in the public
+/// view a creation without its creator.
 pub fn shape(
     device: &Device,
     access: Access,
     change: StoredChange,
     key: &str,
+    own: bool,
 ) -> Option<StoredChange> {
     let public = access == Access::Public;
     let rewrite = match change.field {
@@ -238,11 +249,8 @@ pub fn shape(
     } else {
         change
     };
-    if public {
-        change.id = ChangeId {
-            replica: pseudonym(key, &change),
-            counter: change.id.counter,
-        };
+    if device.role != Role::Inspector && !own {
+        change.id = pseudonym(key, &change);
     }
     Some(change)
 }

@@ -450,3 +450,129 @@ async fn one_device_cannot_hoard_unfinished_uploads_and_stale_ones_are_swept() {
     .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "room again");
 }
+
+/// Sends `bytes` whole as `token`'s upload of the photo named by their hash; the last status.
+async fn upload(state: &Arc<AppState>, token: &str, bytes: &[u8]) -> StatusCode {
+    let uri = format!("/v1/media/{}", hex(bytes));
+    call(
+        state,
+        Method::PATCH,
+        &uri,
+        Some(token),
+        &chunk_headers(0, bytes.len()),
+        bytes.to_vec(),
+    )
+    .await
+    .status
+}
+
+/// A photo's hash travels in the public view; knowing it must open nothing. A device that
+/// refers to someone else's photo from its own request sees it only once it has sent the bytes
+/// itself, and a photo its reporter removed is shown to no one through her request.
+#[tokio::test]
+async fn a_known_hash_opens_nothing_and_a_removed_photo_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let (ana, ben, carl) = (
+        register(&server).await,
+        register(&server).await,
+        register(&server).await,
+    );
+    let (anas, jpeg, sha) =
+        report_with_photo(&dir.path().join("ana"), 43.6534, -79.3841, "DSCN0010.jpg");
+    assert_eq!(push(&server, &ana, &anas).await, StatusCode::OK);
+    assert_eq!(upload(&server, &ana, &jpeg).await, StatusCode::CREATED);
+    let uri = format!("/v1/media/{sha}");
+
+    // Ben, far away, refers to her photo from his own request: still nothing to see.
+    let (bens, _, _) =
+        report_with_photo(&dir.path().join("ben"), 43.7700, -79.2000, "DSCN0012.jpg");
+    let mut claim = bens.clone();
+    claim.push(photo_ref(&bens[0], 9_000, &sha));
+    assert_eq!(push(&server, &ben, &claim).await, StatusCode::OK);
+    for method in [Method::GET, Method::HEAD] {
+        let a = call(&server, method.clone(), &uri, Some(&ben), &[], vec![]).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method}");
+    }
+    // "Done already" is not an answer he gets without the bytes.
+    let mut wrong = jpeg.clone();
+    wrong[100] ^= 0xFF;
+    let a = call(
+        &server,
+        Method::PATCH,
+        &uri,
+        Some(&ben),
+        &chunk_headers(0, wrong.len()),
+        wrong,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&server, Method::GET, &uri, Some(&ben), &[], vec![])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Carl reports beside Ana and sees her photo; once she removes it, he no longer does.
+    let (carls, _, _) =
+        report_with_photo(&dir.path().join("carl"), 43.6536, -79.3841, "DSCN0021.jpg");
+    assert_eq!(push(&server, &carl, &carls).await, StatusCode::OK);
+    assert_eq!(
+        call(&server, Method::GET, &uri, Some(&carl), &[], vec![])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let removed = Change {
+        value: FieldValue::PhotoRemove(sha.clone()),
+        ..photo_ref(&anas[0], 9_001, &sha)
+    };
+    assert_eq!(push(&server, &ana, &[removed]).await, StatusCode::OK);
+    assert_eq!(
+        call(&server, Method::GET, &uri, Some(&carl), &[], vec![])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A small JPEG whose header claims 20,000 × 20,000 pixels is refused before it is decoded:
+/// the server never allocates for what a file claims beyond its limits.
+#[tokio::test]
+async fn a_photo_that_claims_to_be_huge_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let ana = register(&server).await;
+    let (anas, jpeg, _) =
+        report_with_photo(&dir.path().join("ana"), 43.6534, -79.3841, "DSCN0010.jpg");
+    // The frame header (SOF0 or SOF2): marker, length, precision, then height and width.
+    let mut bomb = jpeg.clone();
+    let sof = bomb
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
+        .expect("a frame header");
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]);
+    let mut all = anas.clone();
+    all.push(photo_ref(&anas[0], 9_000, &hex(&bomb)));
+    assert_eq!(push(&server, &ana, &all).await, StatusCode::OK);
+    let uri = format!("/v1/media/{}", hex(&bomb));
+    let a = call(
+        &server,
+        Method::PATCH,
+        &uri,
+        Some(&ana),
+        &chunk_headers(0, bomb.len()),
+        bomb,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&a.body);
+    assert!(text.contains("MP"), "{text}");
+    assert_eq!(
+        call(&server, Method::GET, &uri, Some(&ana), &[], vec![])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

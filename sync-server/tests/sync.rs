@@ -437,12 +437,258 @@ async fn a_neighbour_learns_nothing_of_who_reported_or_of_internal_notes() {
             "{who}: {text}"
         );
     }
-    // The reporter sees the city's public note, but neither the internal one nor its retraction.
+    // The reporter sees the city's public note, but neither the internal one nor its
+    // retraction, nor which of the city's devices wrote it.
     let text = anas["changes"].to_string();
     assert!(
         text.contains("note public") && !text.contains("internal"),
         "{text}"
     );
+    assert!(!text.contains("c17y0000c17y0000"), "{text}");
+    assert!(text.contains(&replica), "her own changes as she made them");
+}
+
+/// The same change, made later by its replica with a new value.
+fn edited(c: &Change, counter: u64, value: curbside_core::vocab::FieldValue) -> Change {
+    Change {
+        id: ChangeId {
+            replica: c.id.replica.clone(),
+            counter,
+        },
+        hlc: curbside_core::sync::Hlc::new(SystemClock.now_ms() as u64, (counter % 1000) as u16),
+        replaced: None,
+        value,
+        ..c.clone()
+    }
+}
+
+fn field<'c>(changes: &'c [Change], name: &str) -> &'c Change {
+    changes
+        .iter()
+        .find(|c| c.field().name() == name)
+        .unwrap_or_else(|| panic!("no {name} change"))
+}
+
+fn ids_in(v: &Value) -> Vec<String> {
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["request_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A change id is its replica's: a device that pushes ids of another's replica (to make that
+/// replica's next changes look like duplicates, or to hide them from its own pulls) is refused,
+/// and the other's changes arrive as ever.
+#[tokio::test]
+async fn no_device_can_push_under_another_devices_replica() {
+    use curbside_core::vocab::FieldValue;
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let ana = register(&server, json!({})).await;
+    let ben = register(&server, json!({})).await;
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (ana_request, anas) = phone_report(&a_dir, 43.6534, -79.3841);
+    let (_, bens) = phone_report(&b_dir, 43.6539, -79.3841);
+    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ben), &push(bens.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let replica = anas[0].replica().to_string();
+    let next = anas.iter().map(|c| c.id.counter).max().unwrap() + 1;
+
+    // Ben writes Ana's next counters on his own request.
+    let claim: Vec<Change> = (next..next + 5)
+        .map(|n| {
+            edited(
+                field(&bens, "description"),
+                n,
+                FieldValue::Description("mine".into()),
+            )
+        })
+        .map(|c| by(&replica, c.id.counter, &c))
+        .collect();
+    let (status, v) = post(&server, "/v1/sync", Some(&ben), &push(claim)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // Ana's next change, with that very id, reaches the ward's inspector.
+    let deeper = edited(
+        field(&anas, "description"),
+        next,
+        FieldValue::Description("Deeper every day".into()),
+    );
+    let (status, v) = post(&server, "/v1/sync", Some(&ana), &push(vec![deeper])).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"].as_array().unwrap().len(), 1, "{v}");
+    let (_, city) = post(&server, "/v1/sync", Some(&inspector), "{}").await;
+    assert!(
+        city["changes"].to_string().contains("Deeper every day"),
+        "{city}"
+    );
+
+    // Claiming her replica in a pull hides nothing of hers from Ben.
+    let (_, his) = post(
+        &server,
+        "/v1/sync",
+        Some(&ben),
+        &json!({ "replica": replica }).to_string(),
+    )
+    .await;
+    assert!(ids_in(&his).contains(&ana_request), "{his}");
+    assert!(his["changes"].to_string().contains("Deeper every day"));
+}
+
+/// A request that comes into someone's sight later (moved next to them) reaches them whole,
+/// not only the changes after it moved; and a neighbourhood lost with an answer comes again.
+#[tokio::test]
+async fn a_request_that_moves_into_sight_arrives_whole() {
+    use curbside_core::vocab::FieldValue;
+    use curbside_core::{Location, LocationSource};
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let ana = register(&server, json!({})).await;
+    let ben = register(&server, json!({})).await;
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    // Ana reports in Scarborough, Ben at City Hall: nothing of hers is in his sight.
+    let (ana_request, anas) = phone_report(&a_dir, 43.7700, -79.2000);
+    let (_, bens) = phone_report(&b_dir, 43.6539, -79.3841);
+    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, first) = post(&server, "/v1/sync", Some(&ben), &push(bens.clone())).await;
+    assert!(!ids_in(&first).contains(&ana_request));
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+
+    // She corrects the pin: the pothole is at City Hall after all.
+    let next = anas.iter().map(|c| c.id.counter).max().unwrap() + 1;
+    let moved = edited(
+        field(&anas, "location"),
+        next,
+        FieldValue::Location(Some(
+            Location::new(43.6534, -79.3841, Some(5.0), LocationSource::MapPin).unwrap(),
+        )),
+    );
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(vec![moved]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, later) = post(
+        &server,
+        "/v1/sync",
+        Some(&ben),
+        &json!({ "cursor": cursor }).to_string(),
+    )
+    .await;
+    let fields: Vec<&str> = later["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["request_id"] == ana_request.as_str())
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    for f in ["create", "description", "location", "service_request_id"] {
+        assert!(fields.contains(&f), "{f} missing: {fields:?}");
+    }
+
+    // Carl reports beside them and loses the answer: sending the same push again brings the
+    // open requests around him again.
+    let carl = register(&server, json!({})).await;
+    let c_dir = dir.path().join("c");
+    std::fs::create_dir_all(&c_dir).unwrap();
+    let (_, carls) = phone_report(&c_dir, 43.6536, -79.3841);
+    let (_, lost) = post(&server, "/v1/sync", Some(&carl), &push(carls.clone())).await;
+    let (_, again) = post(&server, "/v1/sync", Some(&carl), &push(carls)).await;
+    for v in [&lost, &again] {
+        assert!(ids_in(v).contains(&ana_request), "{v}");
+    }
+}
+
+/// A resident cannot grow one request without bound (every later reader of it pays): past
+/// its limit the push of that request is refused, and the city still writes to it.
+#[tokio::test]
+async fn a_resident_cannot_grow_a_request_without_bound() {
+    use curbside_core::vocab::{FieldValue, Note, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let server = state(&dir.path().join("server"));
+    let ana = register(&server, json!({})).await;
+    let inspector = register(
+        &server,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await;
+    let (request, anas) = phone_report(dir.path(), 43.6534, -79.3841);
+    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
+    assert_eq!(
+        post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let next = anas.iter().map(|c| c.id.counter).max().unwrap() + 1;
+    let notes = |from: u64, n: u64| -> Vec<Change> {
+        (from..from + n)
+            .map(|i| {
+                edited(
+                    &anas[0],
+                    i,
+                    FieldValue::Note(Note {
+                        id: format!("n{i}"),
+                        author: "resident".into(),
+                        text: "still there".into(),
+                        public: true,
+                        status: None,
+                    }),
+                )
+            })
+            .collect()
+    };
+    let room = 1_000 - anas.len() as u64 - 1;
+    let (status, v) = post(&server, "/v1/sync", Some(&ana), &push(notes(next, room))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = post(
+        &server,
+        "/v1/sync",
+        Some(&ana),
+        &push(notes(next + room, 2)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v[0]["request_id"], request.as_str(), "{v}");
+    let closed = Change {
+        value: FieldValue::Status(Status::Completed),
+        ..by(
+            "c17y0000c17y0000",
+            1,
+            &edited(&anas[0], 1, FieldValue::Status(Status::Completed)),
+        )
+    };
+    let (status, v) = post(&server, "/v1/sync", Some(&inspector), &push(vec![closed])).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
 }
 
 /// A pull costs what the device may see, not the size of the log: a new device far from
@@ -458,10 +704,11 @@ async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
     let mut state = AppState::load(&config).unwrap();
     state.page = 25;
     let server = Arc::new(state);
-    let ana = register(&server, json!({})).await;
-    // 40 reports at City Hall (ward 10), several changes each: many pages of the log.
+    // 40 reports at City Hall (ward 10) from 40 phones, several changes each: many pages of
+    // the log.
     let mut pushed = 0;
     for i in 0..40 {
+        let ana = register(&server, json!({})).await;
         let phone = dir.path().join(format!("phone-{i}"));
         std::fs::create_dir_all(&phone).unwrap();
         let (_, changes) = phone_report(&phone, 43.6534, -79.3841);

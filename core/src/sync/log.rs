@@ -874,6 +874,47 @@ pub fn stored_at(conn: &Connection, seq: u64) -> Result<Option<StoredChange>> {
     }
 }
 
+/// How many changes of `request_id` the log holds.
+pub fn count(conn: &Connection, request_id: &RequestId) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sync_changes
+             WHERE request = (SELECT n FROM sync_requests WHERE id = ?1)",
+        )?
+        .query_row([request_id.to_string()], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Moves the changes of `request_id` that arrived at or before arrival number `up_to` to the
+/// end of the arrival order, as if they arrived again, keeping their order: for a store whose
+/// readers follow arrival numbers (the server's cursors) when a request comes into sight of
+/// readers that have passed them. Returns how many moved.
+pub fn arrive_again(tx: &Transaction, request_id: &RequestId, up_to: u64) -> Result<usize> {
+    let Some(n) = request_number(tx, request_id)? else {
+        return Ok(0);
+    };
+    let Local {
+        clock,
+        counter: mut seq,
+        ..
+    } = local(tx)?;
+    let moving: Vec<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT replica, counter FROM sync_changes WHERE request = ?1 AND seq <= ?2
+             ORDER BY seq",
+        )?
+        .query_map(params![n, up_to as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE sync_changes SET seq = ?4 WHERE request = ?1 AND replica = ?2 AND counter = ?3",
+    )?;
+    for (replica, counter) in &moving {
+        seq += 1;
+        update.execute(params![n, replica, counter, seq as i64])?;
+    }
+    save_local(tx, &clock, seq)?;
+    Ok(moving.len())
+}
+
 /// The highest arrival number in the log (0 when empty).
 pub fn last_seq(conn: &Connection) -> Result<u64> {
     Ok(conn

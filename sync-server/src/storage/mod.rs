@@ -23,6 +23,16 @@ pub struct NewDevice {
     pub created_at_ms: i64,
 }
 
+/// A request's reference to a photo: who made it and whether they hold the photo's bytes.
+#[derive(Debug, Clone)]
+pub struct PhotoRef {
+    pub request: RequestScope,
+    pub by: String,
+    /// The referring device sent the photo's bytes whole: only such a reference lets those
+    /// who see the request see the photo (a hash alone opens nothing).
+    pub held: bool,
+}
+
 /// A registered device, for operators.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceRecord {
@@ -78,11 +88,16 @@ pub trait Storage: Send + Sync {
     /// pages the pull from the cursor within the device's scope on a snapshot holding the push.
     fn sync(&self, call: SyncCall) -> Result<SyncOutcome, ServerError>;
 
-    /// The requests that refer to a photo, for the scope rule.
-    fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError>;
+    /// The references to a photo, with their requests' scope, for the scope rule.
+    fn photo_scope(&self, sha256: &str) -> Result<Vec<PhotoRef>, ServerError>;
+    /// Whether `device_id` proved it holds the photo's bytes (sent them whole).
+    fn photo_held_by(&self, sha256: &str, device_id: &str) -> Result<bool, ServerError>;
+    /// Bytes of photos `device_id` stored since `since_ms` (its daily quota).
+    fn photo_bytes_stored_by(&self, device_id: &str, since_ms: i64) -> Result<u64, ServerError>;
     /// Where a resident has reported from (their public view is around these).
     fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError>;
-    /// Records a photo stored whole: `uploaded_bytes` is the length its uploader sent.
+    /// Records a photo stored whole (or sent whole again by another device, which then holds
+    /// it too): `uploaded_bytes` is the length its uploader sent.
     fn photo_stored(
         &self,
         sha256: &str,

@@ -17,6 +17,8 @@ const MAX_BATCH: usize = 128;
 /// Readers open at most: more would only share the same cores, and each opening costs a read
 /// of the schema. A read waits for a free one.
 const READERS: usize = 16;
+/// How long a read waits for a free reader before the caller is told to come back.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A write waiting for the writer: run in its own savepoint (its failure undoes only itself),
 /// answered once the batch it is in has committed.
@@ -88,6 +90,9 @@ fn checkpointer(path: &Path) -> Result<SyncSender<()>, String> {
 impl Writer {
     pub(super) fn start(conn: Connection, path: &Path) -> Result<Writer, String> {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| e.to_string())?;
+        // The operator's tools (device revoke) write to the same file now and then.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         let nudge = checkpointer(path)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
@@ -201,7 +206,17 @@ impl Readers {
                 drop(pool);
                 return self.open().inspect_err(|_| self.pool().1 -= 1);
             }
-            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+            let (next, waited) = self
+                .freed
+                .wait_timeout(pool, READ_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            pool = next;
+            if waited.timed_out() && pool.0.is_empty() && pool.1 >= READERS {
+                return Err(ServerError::TooMany {
+                    retry_after_s: 1,
+                    message: "the server is busy: try again shortly".into(),
+                });
+            }
         }
     }
 
@@ -224,10 +239,11 @@ impl Readers {
         f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
     ) -> Result<T, ServerError> {
         let mut conn = self.take()?;
-        let value = match conn.transaction() {
+        let value = catch_unwind(AssertUnwindSafe(|| match conn.transaction() {
             Ok(snapshot) => f(&snapshot),
             Err(e) => Err(e.into()),
-        };
+        }))
+        .unwrap_or_else(|_| Err(ServerError::Internal("a read panicked".into())));
         self.pool().0.push(conn);
         self.freed.notify_one();
         value

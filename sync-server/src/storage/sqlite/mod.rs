@@ -22,9 +22,9 @@ use curbside_core::vocab::Entropy;
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{DeviceRecord, NewDevice, Storage, SyncCall, SyncOutcome};
+use super::{DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::cursor::LogState;
-use crate::scope::{Device, RequestScope};
+use crate::scope::Device;
 use crate::ServerError;
 use conns::{Readers, Writer};
 use push::{scope_from_row, SCOPE_COLUMNS};
@@ -93,7 +93,13 @@ impl SqliteStorage {
                 }
             }
             let pseudonym_key = sql::get(&tx, PSEUDONYM_KEY)?.unwrap_or_default();
-            log::init_replica(&tx, entropy)?;
+            let own = log::init_replica(&tx, entropy)?;
+            // The server's own changes (public numbers) are its replica's: no device's.
+            tx.execute(
+                "INSERT OR IGNORE INTO replicas (replica, device_id) VALUES (?1, '')",
+                [own.as_str()],
+            )
+            .map_err(startup)?;
             tx.commit().map_err(startup)?;
             pseudonym_key
         };
@@ -279,7 +285,9 @@ impl Storage for SqliteStorage {
                 pull::pull(tx, &mut view, after, page, replica.as_ref())?;
             // A resident reporting from a new place sees what is already open around it.
             if device.role == Role::Resident {
-                changes.extend(pull::backfill(tx, &mut view, &fresh, page)?);
+                // Within the page when it can; half a page at least, so a full pull does not lose it.
+                let room = page.saturating_sub(changes.len()).max(page / 2);
+                changes.extend(pull::backfill(tx, &mut view, &fresh, room)?);
             }
             let changes = changes.into_iter().filter_map(|c| view.shape(c)).collect();
             Ok(SyncOutcome {
@@ -291,14 +299,45 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn photo_scope(&self, sha256: &str) -> Result<Vec<RequestScope>, ServerError> {
+    fn photo_scope(&self, sha256: &str) -> Result<Vec<PhotoRef>, ServerError> {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {SCOPE_COLUMNS} FROM photo_refs p
-                 JOIN requests r ON r.request_id = p.request_id WHERE p.sha256 = ?1"
+                "SELECT {SCOPE_COLUMNS}, p.device_id, h.device_id IS NOT NULL FROM photo_refs p
+                 JOIN requests r ON r.request_id = p.request_id
+                 LEFT JOIN photo_holders h ON h.sha256 = p.sha256 AND h.device_id = p.device_id
+                 WHERE p.sha256 = ?1"
             ))?;
-            let rows = stmt.query_map([sha256], scope_from_row)?;
+            let rows = stmt.query_map([sha256], |r| {
+                Ok(PhotoRef {
+                    request: scope_from_row(r)?,
+                    by: r.get(5)?,
+                    held: r.get(6)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn photo_held_by(&self, sha256: &str, device_id: &str) -> Result<bool, ServerError> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT 1 FROM photo_holders h JOIN photos p ON p.sha256 = h.sha256
+                     WHERE h.sha256 = ?1 AND h.device_id = ?2",
+                )?
+                .exists(params![sha256, device_id])?)
+        })
+    }
+
+    fn photo_bytes_stored_by(&self, device_id: &str, since_ms: i64) -> Result<u64, ServerError> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(uploaded_bytes), 0) FROM photos
+                     WHERE device_id = ?1 AND stored_at >= ?2",
+                )?
+                .query_row(params![device_id, since_ms], |r| r.get::<_, i64>(0))?
+                as u64)
         })
     }
 
@@ -319,6 +358,10 @@ impl Storage for SqliteStorage {
                 "INSERT OR IGNORE INTO photos (sha256, uploaded_bytes, device_id, stored_at)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![sha256, uploaded_bytes as i64, device_id, now_ms],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO photo_holders (sha256, device_id) VALUES (?1, ?2)",
+                params![sha256, device_id],
             )?;
             Ok(())
         })

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use curbside_core::sync::protocol::Role;
 use curbside_core::sync::{log, StoredChange};
-use curbside_core::vocab::{Field, FieldValue, RequestId};
+use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::push::scope_row;
@@ -23,6 +23,11 @@ pub(super) struct View<'d> {
     /// Where a resident has reported from.
     places: Vec<(f64, f64)>,
     access: HashMap<RequestId, Access>,
+    /// The replica ids this device pushed under: its own changes are sent as stored.
+    own: HashSet<ReplicaId>,
+    /// The ids of each request's public notes, read once per call (a resident is told of a
+    /// note's retraction only if the note was public).
+    public_notes: HashMap<RequestId, HashSet<String>>,
 }
 
 impl<'d> View<'d> {
@@ -36,12 +41,24 @@ impl<'d> View<'d> {
         } else {
             Vec::new()
         };
+        let own = tx
+            .prepare_cached("SELECT replica FROM replicas WHERE device_id = ?1")?
+            .query_map([&device.id], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok().and_then(|r| ReplicaId::parse(&r)))
+            .collect();
         Ok(View {
             device,
             pseudonym_key,
             places,
             access: HashMap::new(),
+            own,
+            public_notes: HashMap::new(),
         })
+    }
+
+    /// Whether `replica` is one this device pushed under (a claim of another's is not).
+    pub(super) fn owns(&self, replica: &ReplicaId) -> bool {
+        self.own.contains(replica)
     }
 
     fn access(&mut self, tx: &Transaction, request_id: &RequestId) -> Result<Access, ServerError> {
@@ -63,27 +80,43 @@ impl<'d> View<'d> {
         }
         // Retracting an internal note would tell a resident that one existed, and its id.
         if c.field == Field::NoteRetract && self.device.role != Role::Inspector {
-            return retracts_public_note(tx, c);
+            return self.retracts_public_note(tx, c);
         }
         Ok(true)
+    }
+
+    /// Whether a retraction removes a public note (one not found counts as internal). A
+    /// request's notes are read once per call, and a request holds a bounded number of changes
+    /// ([`super::push::MAX_CHANGES`] from residents).
+    fn retracts_public_note(
+        &mut self,
+        tx: &Transaction,
+        c: &StoredChange,
+    ) -> Result<bool, ServerError> {
+        let Ok(FieldValue::NoteRetract(id)) = FieldValue::from_json_text(&c.field, c.value.get())
+        else {
+            return Ok(false);
+        };
+        if let std::collections::hash_map::Entry::Vacant(e) = self.public_notes.entry(c.request_id)
+        {
+            let ids = log::load_fields(tx, &c.request_id, &[Field::Note])?
+                .into_iter()
+                .filter_map(|n| match n.value {
+                    FieldValue::Note(n) if n.public => Some(n.id),
+                    _ => None,
+                })
+                .collect();
+            e.insert(ids);
+        }
+        Ok(self.public_notes[&c.request_id].contains(&id))
     }
 
     /// The change in the form this device receives it ([`scope::shape`]).
     pub(super) fn shape(&self, c: StoredChange) -> Option<StoredChange> {
         let access = self.access.get(&c.request_id).copied()?;
-        scope::shape(self.device, access, c, self.pseudonym_key)
+        let own = self.owns(&c.id.replica);
+        scope::shape(self.device, access, c, self.pseudonym_key, own)
     }
-}
-
-/// Whether a retraction removes a public note (one not found counts as internal).
-fn retracts_public_note(tx: &Transaction, c: &StoredChange) -> Result<bool, ServerError> {
-    let Ok(FieldValue::NoteRetract(id)) = FieldValue::from_json_text(&c.field, c.value.get())
-    else {
-        return Ok(false);
-    };
-    Ok(log::load_fields(tx, &c.request_id, &[Field::Note])?
-        .iter()
-        .any(|n| matches!(&n.value, FieldValue::Note(n) if n.id == id && n.public)))
 }
 
 pub(super) fn reported_places(
@@ -111,8 +144,10 @@ pub(super) fn pull(
     view: &mut View,
     after: u64,
     page: usize,
-    replica: Option<&curbside_core::vocab::ReplicaId>,
+    replica: Option<&ReplicaId>,
 ) -> Result<(Vec<StoredChange>, u64, bool), ServerError> {
+    // Only a replica of this device's own is left out: another's would hide its changes.
+    let replica = replica.filter(|r| view.owns(r));
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let end = log::last_seq(tx)?;

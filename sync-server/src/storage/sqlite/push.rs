@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use curbside_core::sync::protocol::Assigned;
+use curbside_core::sync::protocol::{Assigned, Role};
 use curbside_core::sync::{log, Change};
 use curbside_core::vocab::{Field, FieldValue, RequestId};
 use curbside_core::Jurisdiction;
@@ -24,19 +24,25 @@ pub(super) fn push(
     now_ms: i64,
 ) -> Result<(Vec<Assigned>, Vec<RequestId>), ServerError> {
     let before = log::last_seq(tx)?;
+    bind_replicas(tx, device, changes)?;
     let (assigned, fresh) = admit(tx, device, changes, now_ms)?;
     let report = log::apply(tx, changes, now_ms)?;
-    if report.applied > 0 {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO arrivals (seq, at_ms) SELECT MAX(seq), ?1 FROM sync_changes",
-        )?
-        .execute([now_ms])?;
-    }
-    let mut photo =
-        tx.prepare_cached("INSERT OR IGNORE INTO photo_refs (sha256, request_id) VALUES (?1, ?2)")?;
+    let mut photo = tx.prepare_cached(
+        "INSERT OR IGNORE INTO photo_refs (sha256, request_id, device_id) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut unphoto = tx.prepare_cached(
+        "DELETE FROM photo_refs WHERE sha256 = ?1 AND request_id = ?2 AND device_id = ?3",
+    )?;
     for c in changes {
-        if let FieldValue::Photo(p) = &c.value {
-            photo.execute(params![p.sha256, c.request_id.to_string()])?;
+        match &c.value {
+            FieldValue::Photo(p) => {
+                photo.execute(params![p.sha256, c.request_id.to_string(), device.id])?;
+            }
+            // A removed photo is no longer shown through this device's reference.
+            FieldValue::PhotoRemove(sha) => {
+                unphoto.execute(params![sha, c.request_id.to_string(), device.id])?;
+            }
+            _ => {}
         }
     }
     // Only a change of where a request is, its status or its visibility moves its scope: a
@@ -52,10 +58,60 @@ pub(super) fn push(
         .map(|c| c.request_id)
         .collect();
     for id in &moved {
-        refresh(tx, wards, id)?;
+        refresh(tx, wards, id, before)?;
+    }
+    if report.applied > 0 {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO arrivals (seq, at_ms) SELECT MAX(seq), ?1 FROM sync_changes",
+        )?
+        .execute([now_ms])?;
     }
     file(tx, before)?;
     Ok((assigned, fresh))
+}
+
+/// Replica ids one device may push under: a reinstalled app registers again, so a few.
+const MAX_REPLICAS: i64 = 8;
+
+/// Changes one request may hold before a resident's pushes to it are refused: far more than a
+/// report's life needs, and a bound on what reading a request costs every later call.
+pub(super) const MAX_CHANGES: u64 = 1_000;
+
+/// Binds each replica id the push uses to this device the first time it is seen, and refuses
+/// one bound to another device: a change id belongs to its replica, and a device that could
+/// push under another's replica would make that replica's later changes look like duplicates.
+fn bind_replicas(tx: &Transaction, device: &Device, changes: &[Change]) -> Result<(), ServerError> {
+    let mut replicas: Vec<&str> = changes.iter().map(|c| c.id.replica.as_str()).collect();
+    replicas.sort_unstable();
+    replicas.dedup();
+    for replica in replicas {
+        let owner: Option<String> = tx
+            .prepare_cached("SELECT device_id FROM replicas WHERE replica = ?1")?
+            .query_row([replica], |r| r.get(0))
+            .optional()?;
+        match owner {
+            Some(owner) if owner == device.id => {}
+            Some(_) => {
+                return Err(ServerError::Forbidden(format!(
+                    "replica {replica} belongs to another device: a replica id is made once, \
+                     by one store"
+                )))
+            }
+            None => {
+                let held: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM replicas WHERE device_id = ?1")?
+                    .query_row([&device.id], |r| r.get(0))?;
+                if held >= MAX_REPLICAS {
+                    return Err(ServerError::Forbidden(format!(
+                        "this device already pushed under {held} replica ids: register again"
+                    )));
+                }
+                tx.prepare_cached("INSERT INTO replicas (replica, device_id) VALUES (?1, ?2)")?
+                    .execute(params![replica, device.id])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
@@ -93,7 +149,8 @@ fn refuse(status: u16, request_id: &RequestId, message: String) -> ServerError {
 }
 
 /// Checks the device may change every request the push touches, numbers the new ones (the
-/// same number again for a retried push) and returns the public ids, and the new requests.
+/// same number again for a retried push) and returns the public ids, and the requests the push
+/// creates (new here, or again: a retry whose answer was lost).
 fn admit(
     tx: &Transaction,
     device: &Device,
@@ -136,6 +193,23 @@ fn admit(
                         &request_id,
                         format!("request {request_id} is not this device's to change"),
                     ));
+                }
+                // Staff are never held back from a request; a resident is past this many.
+                if device.role != Role::Inspector
+                    && log::count(tx, &request_id)? + mine.clone().count() as u64 > MAX_CHANGES
+                {
+                    return Err(refuse(
+                        403,
+                        &request_id,
+                        format!(
+                            "request {request_id} holds the most changes a resident may make \
+                             ({MAX_CHANGES}): add to it through the city"
+                        ),
+                    ));
+                }
+                // A retried creation (its answer was lost) brings the neighbourhood again.
+                if mine.clone().any(|c| c.field() == Field::Create) {
+                    fresh.push(request_id);
                 }
                 number
             }
@@ -180,12 +254,17 @@ fn admit(
     Ok((assigned, fresh))
 }
 
-/// Brings the scope columns of one request up to date with its merged changes.
+/// Brings the scope columns of one request up to date with its merged changes. When that
+/// files it under a key it was not filed under (made public, moved to another cell or ward),
+/// its changes from before this push (`before`) arrive again, so the devices of the new key
+/// get its whole history, not only what follows.
 fn refresh(
     tx: &Transaction,
     wards: &Jurisdiction,
     request_id: &RequestId,
+    before: u64,
 ) -> Result<(), ServerError> {
+    let was = scope_row(tx, request_id)?.map(|r| scope::filed_under(&r));
     let fields = log::current(
         tx,
         request_id,
@@ -215,6 +294,11 @@ fn refresh(
          WHERE request_id = ?1",
     )?
     .execute(params![request_id.to_string(), lat, lon, ward, status, public, cell])?;
+    if let (Some(was), Some(now)) = (was, scope_row(tx, request_id)?) {
+        if scope::filed_under(&now).iter().any(|k| !was.contains(k)) {
+            log::arrive_again(tx, request_id, before)?;
+        }
+    }
     Ok(())
 }
 

@@ -92,6 +92,37 @@ CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
 ALTER TABLE requests ADD COLUMN cell TEXT;
 CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;";
 
+/// Version 10: who may be trusted with what.
+/// - `replicas` binds each replica id to the device that first pushed it: a change id is
+///   its replica's, so no other device can claim (and so silence) another's future changes.
+/// - A photo reference names the device that made it, and `photo_holders` the devices that
+///   proved they hold a photo's bytes (they sent them whole): only a reference by a holder
+///   grants a look at the photo, so knowing a photo's hash is not enough to read it.
+const V10: &str = "
+CREATE TABLE replicas (
+    replica   TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX replicas_by_device ON replicas (device_id);
+CREATE TABLE photo_refs_v10 (
+    sha256     TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    PRIMARY KEY (sha256, request_id, device_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO photo_refs_v10 (sha256, request_id, device_id)
+    SELECT p.sha256, p.request_id, r.created_by FROM photo_refs p
+    JOIN requests r ON r.request_id = p.request_id;
+DROP TABLE photo_refs;
+ALTER TABLE photo_refs_v10 RENAME TO photo_refs;
+CREATE TABLE photo_holders (
+    sha256    TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, device_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO photo_holders (sha256, device_id) SELECT sha256, device_id FROM photos;
+CREATE INDEX photos_by_device ON photos (device_id, stored_at);";
+
 /// Files every logged change under its request's feed keys and sets each request's cell: the
 /// first fill of the feed, and for tools that write requests and changes straight into the
 /// file (benchmarks' seeding). Idempotent.
@@ -136,7 +167,7 @@ pub fn fill_feed(tx: &Transaction) -> rusqlite::Result<()> {
 }
 
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-pub(super) const LADDER: [Step; 9] = [
+pub(super) const LADDER: [Step; 10] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -162,4 +193,5 @@ pub(super) const LADDER: [Step; 9] = [
         tx.execute_batch(V9)?;
         fill_feed(tx)
     },
+    |tx| tx.execute_batch(V10),
 ];
