@@ -120,6 +120,67 @@ impl From<&Change> for StoredChange {
     }
 }
 
+/// A change as a log's columns hold it, its value the JSON text stored: what every store of a
+/// log reads back (SQLite here, PostgreSQL on a server), decoded in one place. What a log holds
+/// was checked on the way in, so a failure here means a damaged or hand-edited store.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    pub request_id: &'a str,
+    pub replica: &'a str,
+    pub counter: i64,
+    pub field: &'a str,
+    pub value: &'a str,
+    pub hlc: i64,
+    pub replaced: Option<i64>,
+}
+
+/// Why a row of a log could not be read back.
+fn damaged(detail: impl ToString) -> crate::Error {
+    crate::Error::Stored {
+        what: "a logged change",
+        detail: detail.to_string(),
+    }
+}
+
+impl Columns<'_> {
+    fn head(&self) -> crate::Result<(RequestId, ChangeId, Field)> {
+        Ok((
+            RequestId::parse(self.request_id).map_err(damaged)?,
+            ChangeId {
+                replica: ReplicaId::parse(self.replica).ok_or_else(|| damaged("replica id"))?,
+                counter: self.counter as u64,
+            },
+            Field::parse(self.field).ok_or_else(|| damaged(format!("field {:?}", self.field)))?,
+        ))
+    }
+
+    /// The change, its value decoded.
+    pub fn change(&self) -> crate::Result<Change> {
+        let (request_id, id, field) = self.head()?;
+        Ok(Change {
+            request_id,
+            id,
+            value: FieldValue::from_json_text(&field, self.value).map_err(damaged)?,
+            hlc: Hlc(self.hlc as u64),
+            replaced: self.replaced.map(|h| Hlc(h as u64)),
+        })
+    }
+
+    /// The change as stored: its value is not decoded.
+    pub fn stored(&self) -> crate::Result<StoredChange> {
+        let (request_id, id, field) = self.head()?;
+        Ok(StoredChange {
+            request_id,
+            id,
+            field,
+            value: serde_json::value::RawValue::from_string(self.value.to_string())
+                .map_err(damaged)?,
+            hlc: Hlc(self.hlc as u64),
+            replaced: self.replaced.map(|h| Hlc(h as u64)),
+        })
+    }
+}
+
 /// The same wire form as [`Change`]'s, the value written as stored.
 impl Serialize for StoredChange {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

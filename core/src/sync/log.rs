@@ -11,7 +11,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
-use super::change::{Change, StoredChange};
+use super::change::{Change, Columns, StoredChange};
 use super::clock::{Clock, Hlc};
 use super::merge::{self, Document, Kind};
 use crate::error::{Error, Result};
@@ -454,73 +454,27 @@ fn stored(detail: impl ToString) -> Error {
     }
 }
 
-/// The parts of a change read back from the log ([`CHANGE_COLUMNS`]), its value still the text
-/// stored. What the log holds was checked on the way in, so a failure here is a damaged or
-/// hand-edited file.
-fn row_parts<'r>(r: &'r rusqlite::Row) -> Result<RowParts<'r>> {
-    let request: &str = r.get_ref(0)?.as_str().map_err(stored)?;
-    let replica: &str = r.get_ref(1)?.as_str().map_err(stored)?;
-    let field: &str = r.get_ref(3)?.as_str().map_err(stored)?;
-    Ok(RowParts {
-        request_id: RequestId::parse(request).map_err(stored)?,
-        id: ChangeId {
-            replica: ReplicaId::parse(replica).ok_or_else(|| stored("replica id"))?,
-            counter: r.get::<_, i64>(2)? as u64,
-        },
-        field: Field::parse(field).ok_or_else(|| stored(format!("field {field:?}")))?,
+/// A row of the log ([`CHANGE_COLUMNS`]) as its columns, the value still the text stored.
+fn columns<'r>(r: &'r rusqlite::Row) -> Result<Columns<'r>> {
+    Ok(Columns {
+        request_id: r.get_ref(0)?.as_str().map_err(stored)?,
+        replica: r.get_ref(1)?.as_str().map_err(stored)?,
+        counter: r.get(2)?,
+        field: r.get_ref(3)?.as_str().map_err(stored)?,
         value: r.get_ref(4)?.as_str().map_err(stored)?,
-        hlc: Hlc(r.get::<_, i64>(5)? as u64),
-        replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
+        hlc: r.get(5)?,
+        replaced: r.get(6)?,
     })
-}
-
-/// A logged change before its value is decoded: the value borrows the row's text.
-struct RowParts<'r> {
-    request_id: RequestId,
-    id: ChangeId,
-    field: Field,
-    value: &'r str,
-    hlc: Hlc,
-    replaced: Option<Hlc>,
 }
 
 /// A change read back from the log, its value decoded.
 fn change_from_row(r: &rusqlite::Row) -> Result<Change> {
-    let RowParts {
-        request_id,
-        id,
-        field,
-        value,
-        hlc,
-        replaced,
-    } = row_parts(r)?;
-    Ok(Change {
-        request_id,
-        id,
-        value: FieldValue::from_json_text(&field, value).map_err(stored)?,
-        hlc,
-        replaced,
-    })
+    columns(r)?.change()
 }
 
 /// A change read back as stored: its value is not decoded again.
 fn stored_from_row(r: &rusqlite::Row) -> Result<StoredChange> {
-    let RowParts {
-        request_id,
-        id,
-        field,
-        value,
-        hlc,
-        replaced,
-    } = row_parts(r)?;
-    Ok(StoredChange {
-        request_id,
-        id,
-        field,
-        value: serde_json::value::RawValue::from_string(value.to_string()).map_err(stored)?,
-        hlc,
-        replaced,
-    })
+    columns(r)?.stored()
 }
 
 /// A request's changes in (stamp, replica, counter) order.

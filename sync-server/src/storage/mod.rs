@@ -3,7 +3,10 @@
 //! (for several instances on one database) will implement the same trait. Each method is one
 //! transaction, and blocking: callers run it off the async executor.
 
+mod pull;
+mod push;
 pub mod sqlite;
+mod tx;
 
 use curbside_core::sync::protocol::Assigned;
 use curbside_core::sync::{Change, Hlc, StoredChange};

@@ -8,9 +8,8 @@
 //! A sync is a push on the writer, then a pull on a reader that sees it.
 
 mod conns;
-mod pull;
-mod push;
 mod schema;
+mod tx;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -22,13 +21,13 @@ use curbside_core::vocab::Entropy;
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
-use crate::cursor::LogState;
+use super::push::{self, Pushed};
+use super::{pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::scope::Device;
 use crate::ServerError;
 use conns::{Readers, Writer};
-use push::{scope_from_row, SCOPE_COLUMNS};
 use schema::LADDER;
+use tx::{scope_from_row, SqliteTx, SCOPE_COLUMNS};
 
 pub use schema::fill_feed;
 
@@ -139,14 +138,6 @@ fn write_catalog(tx: &Transaction, catalog: &Catalog, now_ms: i64) -> Result<(),
         params![catalog.to_json().to_string(), now_ms],
     )?;
     Ok(())
-}
-
-fn log_state(tx: &Transaction) -> Result<LogState, ServerError> {
-    Ok(LogState {
-        server_id: sql::get(tx, SERVER_ID)?.unwrap_or_default(),
-        compacted_seq: sql::get_num(tx, COMPACTED_SEQ, 0)?,
-        compactions: sql::get_num(tx, COMPACTIONS, 0)?,
-    })
 }
 
 impl Storage for SqliteStorage {
@@ -261,7 +252,11 @@ impl Storage for SqliteStorage {
 
     fn sync(&self, call: SyncCall) -> Result<SyncOutcome, ServerError> {
         // A cursor from elsewhere is refused before anything is written.
-        self.read(|tx| log_state(tx)?.position(call.cursor.as_deref()).map(|_| ()))?;
+        self.read(|tx| {
+            tx::log_state(tx)?
+                .position(call.cursor.as_deref())
+                .map(|_| ())
+        })?;
         let SyncCall {
             device,
             changes,
@@ -270,32 +265,29 @@ impl Storage for SqliteStorage {
             now_ms,
             page,
         } = call;
-        let (assigned, fresh) = if changes.is_empty() {
-            (Vec::new(), Vec::new())
+        let pushed = if changes.is_empty() {
+            Pushed::default()
         } else {
             let (device, wards) = (device.clone(), self.wards());
-            self.write(move |tx| push::push(tx, &wards, &device, &changes, now_ms))?
+            self.write(move |tx| push::push(&mut SqliteTx(tx), &wards, &device, &changes, now_ms))?
         };
         // On a snapshot that holds the push.
-        self.read(|tx| {
-            let state = log_state(tx)?;
-            let after = state.position(cursor.as_deref())?;
-            let mut view = pull::View::new(tx, &device, &self.pseudonym_key)?;
-            let (mut changes, seq, more) =
-                pull::pull(tx, &mut view, after, page, replica.as_ref())?;
-            // A resident reporting from a new place sees what is already open around it.
-            if device.role == Role::Resident {
-                // Within the page when it can; half a page at least, so a full pull does not lose it.
-                let room = page.saturating_sub(changes.len()).max(page / 2);
-                changes.extend(pull::backfill(tx, &mut view, &fresh, room)?);
-            }
-            let changes = changes.into_iter().filter_map(|c| view.shape(c)).collect();
-            Ok(SyncOutcome {
-                assigned,
-                changes,
-                cursor: state.cursor(seq),
-                more,
-            })
+        let page = self.read(|tx| {
+            pull::pull(
+                &mut SqliteTx(tx),
+                &device,
+                &self.pseudonym_key,
+                cursor.as_deref(),
+                page,
+                replica.as_ref(),
+                &pushed.fresh,
+            )
+        })?;
+        Ok(SyncOutcome {
+            assigned: pushed.assigned,
+            changes: page.changes,
+            cursor: page.cursor,
+            more: page.more,
         })
     }
 
@@ -342,7 +334,7 @@ impl Storage for SqliteStorage {
     }
 
     fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
-        self.read(|tx| pull::reported_places(tx, device_id))
+        self.read(|tx| tx::reported_places(tx, device_id))
     }
 
     fn photo_stored(

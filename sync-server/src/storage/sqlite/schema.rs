@@ -5,7 +5,7 @@ use curbside_core::sql::Step;
 use curbside_core::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
 use rusqlite::{params, Transaction};
 
-use super::push::SCOPE_COLUMNS;
+use super::tx::SCOPE_COLUMNS;
 use crate::scope::{self, RequestScope};
 
 /// Version 1: the catalogue.

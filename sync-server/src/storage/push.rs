@@ -1,0 +1,305 @@
+//! A push, in the writer's transaction: every check first (replica ids, admission by the scope
+//! rule), so a refused push writes nothing; then numbering new requests, logging the changes,
+//! what the scope rule needs of each touched request, and filing each arrival in the feed under
+//! the keys of who may see it. Written once, over any engine's [`Tx`].
+
+use std::collections::{HashMap, HashSet};
+
+use curbside_core::sync::protocol::{Assigned, Role};
+use curbside_core::sync::{merge, Change};
+use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId, Visibility};
+use curbside_core::Jurisdiction;
+
+use super::tx::{Arrival, Known, ScopeColumns, Tx, R};
+use crate::scope::{self, Device, RequestScope};
+use crate::ServerError;
+
+/// Replica ids one device may push under: a reinstalled app registers again, so a few.
+const MAX_REPLICAS: usize = 8;
+
+/// Changes one request may hold before a resident's pushes to it are refused: far more than a
+/// report's life needs, and a bound on what reading a request costs every later call.
+pub const MAX_CHANGES: u64 = 1_000;
+
+/// What a push did: the public numbers of its requests, and the requests it creates (new here,
+/// or again: a retry whose answer was lost), whose neighbourhood the pull then brings.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub assigned: Vec<Assigned>,
+    pub fresh: Vec<RequestId>,
+}
+
+/// How admission found a request the push touches.
+enum Admitted {
+    Known { known: Known, creates: bool },
+    New,
+}
+
+/// Admits and applies one device's push, all or nothing.
+pub fn push(
+    tx: &mut dyn Tx,
+    wards: &Jurisdiction,
+    device: &Device,
+    changes: &[Change],
+    now_ms: i64,
+) -> R<Pushed> {
+    let unbound = check_replicas(tx, device, changes)?;
+    let admitted = admit(tx, device, changes)?;
+    // Nothing is written before this point: a refusal leaves the store as it was.
+    for replica in unbound {
+        tx.bind_replica(replica, &device.id)?;
+    }
+    let mut pushed = Pushed::default();
+    let mut scopes: HashMap<RequestId, RequestScope> = HashMap::new();
+    let mut arrivals: Vec<Arrival> = Vec::new();
+    let mut new_here = HashSet::new();
+    for (request_id, admitted) in admitted {
+        let number = match admitted {
+            Admitted::Known { known, creates } => {
+                if creates {
+                    pushed.fresh.push(request_id);
+                }
+                scopes.insert(request_id, known.scope);
+                known.number
+            }
+            Admitted::New => {
+                let number = tx.number(&request_id, &device.id, now_ms)?;
+                // The number travels as a change too, so it reaches the reporter even when
+                // this answer is lost, and every other replica that sees the request.
+                arrivals.extend(tx.record_own(
+                    &request_id,
+                    FieldValue::ServiceRequestId(number.to_string()),
+                    now_ms,
+                )?);
+                scopes.insert(
+                    request_id,
+                    RequestScope {
+                        created_by: device.id.clone(),
+                        ward: None,
+                        lat: None,
+                        lon: None,
+                        public: true,
+                    },
+                );
+                pushed.fresh.push(request_id);
+                new_here.insert(request_id);
+                number
+            }
+        };
+        pushed.assigned.push(Assigned {
+            request_id,
+            service_request_id: number.to_string(),
+        });
+    }
+    arrivals.extend(tx.apply(changes, now_ms)?);
+    for c in changes {
+        match &c.value {
+            FieldValue::Photo(p) => tx.photo_ref(&p.sha256, &c.request_id, &device.id, true)?,
+            // A removed photo is no longer shown through this device's reference.
+            FieldValue::PhotoRemove(sha) => tx.photo_ref(sha, &c.request_id, &device.id, false)?,
+            _ => {}
+        }
+    }
+    let Some(first) = arrivals.iter().map(|(seq, _)| *seq).min() else {
+        return Ok(pushed); // every change was here already
+    };
+    // Only a change of where a request is, its status or its visibility moves its scope: a
+    // note or a description edit costs no re-reading of the request.
+    let arrived: HashSet<RequestId> = arrivals.iter().map(|(_, id)| *id).collect();
+    let mut moved = HashSet::new();
+    let mut again = Vec::new();
+    for c in changes {
+        let moves = matches!(
+            c.field(),
+            Field::Create | Field::Location | Field::Status | Field::Visibility
+        );
+        if !moves || !arrived.contains(&c.request_id) || !moved.insert(c.request_id) {
+            continue;
+        }
+        if let Some(scope) = scopes.get_mut(&c.request_id) {
+            // A request new here has no earlier changes to bring along.
+            let before = (!new_here.contains(&c.request_id)).then_some(first - 1);
+            again.extend(refresh(tx, wards, &c.request_id, scope, before)?);
+        }
+    }
+    arrivals.extend(again);
+    tx.mark_arrivals(now_ms)?;
+    let mut keys: HashMap<RequestId, Vec<String>> = HashMap::new();
+    let mut entries = Vec::with_capacity(arrivals.len() * 3);
+    for (seq, id) in &arrivals {
+        let keys = keys
+            .entry(*id)
+            .or_insert_with(|| scopes.get(id).map(scope::filed_under).unwrap_or_default());
+        entries.extend(keys.iter().map(|k| (k.clone(), *seq)));
+    }
+    tx.file(&entries)?;
+    Ok(pushed)
+}
+
+/// The replica ids the push uses that are bound to no device yet; refuses one bound to another
+/// device: a change id belongs to its replica, and a device that could push under another's
+/// replica would make that replica's later changes look like duplicates.
+fn check_replicas<'c>(
+    tx: &mut dyn Tx,
+    device: &Device,
+    changes: &'c [Change],
+) -> R<Vec<&'c ReplicaId>> {
+    let mut replicas: Vec<&ReplicaId> = changes.iter().map(|c| &c.id.replica).collect();
+    replicas.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    replicas.dedup();
+    let owners = tx.replica_owners(&replicas)?;
+    let mut unbound = Vec::new();
+    for replica in replicas {
+        match owners.get(replica) {
+            Some(owner) if *owner == device.id => {}
+            Some(_) => {
+                return Err(ServerError::Forbidden(format!(
+                    "replica {replica} belongs to another device: a replica id is made once, \
+                     by one store"
+                )))
+            }
+            None => unbound.push(replica),
+        }
+    }
+    if !unbound.is_empty() {
+        let held = tx.replicas_of(&device.id)?.len();
+        if held + unbound.len() > MAX_REPLICAS {
+            return Err(ServerError::Forbidden(format!(
+                "this device already pushed under {held} replica ids: register again"
+            )));
+        }
+    }
+    Ok(unbound)
+}
+
+fn refuse(status: u16, request_id: &RequestId, message: String) -> ServerError {
+    ServerError::RequestRefused {
+        status: axum::http::StatusCode::from_u16(status)
+            .unwrap_or(axum::http::StatusCode::FORBIDDEN),
+        request_id: request_id.to_string(),
+        message,
+    }
+}
+
+/// Checks the device may change every request the push touches: how each was found, in the
+/// order the push first names them.
+fn admit(tx: &mut dyn Tx, device: &Device, changes: &[Change]) -> R<Vec<(RequestId, Admitted)>> {
+    let mut seen: Vec<RequestId> = Vec::new();
+    for c in changes {
+        if !seen.contains(&c.request_id) {
+            seen.push(c.request_id);
+        }
+    }
+    let mut out = Vec::with_capacity(seen.len());
+    for request_id in seen {
+        let mine = changes.iter().filter(|c| c.request_id == request_id);
+        // Staff are never held back from a request; a resident is, past MAX_CHANGES.
+        let resident = device.role != Role::Inspector;
+        let known = tx.known(&request_id, resident)?;
+        if let Some(c) = mine
+            .clone()
+            .find(|c| !scope::may_write(device, &c.value, known.as_ref().map(|k| &k.scope)))
+        {
+            return Err(refuse(
+                403,
+                &request_id,
+                format!("this device may not write {} here", c.field()),
+            ));
+        }
+        let creates = mine.clone().any(|c| c.field() == Field::Create);
+        let admitted = match known {
+            Some(known) => {
+                if !scope::may_change(device, &known.scope) {
+                    return Err(refuse(
+                        403,
+                        &request_id,
+                        format!("request {request_id} is not this device's to change"),
+                    ));
+                }
+                if resident && known.changes + mine.clone().count() as u64 > MAX_CHANGES {
+                    return Err(refuse(
+                        403,
+                        &request_id,
+                        format!(
+                            "request {request_id} holds the most changes a resident may make \
+                             ({MAX_CHANGES}): add to it through the city"
+                        ),
+                    ));
+                }
+                Admitted::Known { known, creates }
+            }
+            None if creates => Admitted::New,
+            None => {
+                return Err(refuse(
+                    404,
+                    &request_id,
+                    format!("request {request_id} is unknown here: push its create change first"),
+                ))
+            }
+        };
+        out.push((request_id, admitted));
+    }
+    Ok(out)
+}
+
+/// The scope columns of a request from its merged changes; `ward` is kept when the request is
+/// not placed in any ward (moved out of the city's map, it stays with its inspectors).
+pub fn scope_columns(
+    wards: &Jurisdiction,
+    changes: &[Change],
+    ward: Option<String>,
+) -> ScopeColumns {
+    let fields = merge::current(
+        changes,
+        &[Field::Location, Field::Status, Field::Visibility],
+    );
+    let (lat, lon) = match fields.get(&Field::Location) {
+        Some(FieldValue::Location(Some(l))) => (Some(l.lat), Some(l.lon)),
+        _ => (None, None),
+    };
+    let located = lat.zip(lon);
+    ScopeColumns {
+        lat,
+        lon,
+        ward: located
+            .and_then(|(lat, lon)| wards.ward_of(lat, lon).map(|w| w.code.clone()))
+            .or(ward),
+        status: match fields.get(&Field::Status) {
+            Some(FieldValue::Status(s)) => s.as_str(),
+            _ => "accepted",
+        },
+        public: !matches!(
+            fields.get(&Field::Visibility),
+            Some(FieldValue::Visibility(Visibility::Private))
+        ),
+        cell: located.map(|(lat, lon)| scope::cell_of(lat, lon)),
+    }
+}
+
+/// Brings the scope columns of one request up to date with its merged changes. When that
+/// files it under a key it was not filed under (made public, moved to another cell or ward),
+/// its changes that arrived before this push (at or before `before`, if it was known before)
+/// arrive again, so the devices of the new key get its whole history, not only what follows.
+fn refresh(
+    tx: &mut dyn Tx,
+    wards: &Jurisdiction,
+    request_id: &RequestId,
+    scope: &mut RequestScope,
+    before: Option<u64>,
+) -> R<Vec<Arrival>> {
+    let fields = [Field::Location, Field::Status, Field::Visibility];
+    let changes = tx.load(request_id, Some(&fields))?;
+    let columns = scope_columns(wards, &changes, scope.ward.clone());
+    tx.set_scope(request_id, &columns)?;
+    let was = scope::filed_under(scope);
+    scope.lat = columns.lat;
+    scope.lon = columns.lon;
+    scope.ward = columns.ward;
+    scope.public = columns.public;
+    match before {
+        Some(before) if scope::filed_under(scope).iter().any(|k| !was.contains(k)) => {
+            tx.arrive_again(request_id, before)
+        }
+        _ => Ok(Vec::new()),
+    }
+}

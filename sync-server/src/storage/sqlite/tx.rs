@@ -1,0 +1,319 @@
+//! The steps of a push and a pull ([`Tx`]) in SQLite, over curbside-core's change log (the same
+//! tables and merge code as every client's) and the server's own tables.
+
+use std::collections::HashMap;
+
+use curbside_core::sql;
+use curbside_core::sync::{log, Change, StoredChange};
+use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
+use crate::cursor::LogState;
+use crate::scope::{self, RequestScope};
+use crate::storage::tx::{Arrival, Known, ScopeColumns, Tx, R};
+
+/// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
+pub(super) const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
+
+pub(super) fn scope_from_row(r: &rusqlite::Row) -> rusqlite::Result<RequestScope> {
+    Ok(RequestScope {
+        created_by: r.get(0)?,
+        ward: r.get(1)?,
+        lat: r.get(2)?,
+        lon: r.get(3)?,
+        public: r.get(4)?,
+    })
+}
+
+pub(super) fn log_state(tx: &Transaction) -> R<LogState> {
+    Ok(LogState {
+        server_id: sql::get(tx, SERVER_ID)?.unwrap_or_default(),
+        compacted_seq: sql::get_num(tx, COMPACTED_SEQ, 0)?,
+        compactions: sql::get_num(tx, COMPACTIONS, 0)?,
+    })
+}
+
+pub(super) fn reported_places(tx: &Transaction, device_id: &str) -> R<Vec<(f64, f64)>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT lat, lon FROM requests WHERE created_by = ?1 AND lat IS NOT NULL
+             ORDER BY created_at DESC LIMIT ?2",
+        )?
+        .query_map(params![device_id, scope::MAX_PLACES as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// A transaction of the server's SQLite file, as a push or a pull sees it.
+pub(super) struct SqliteTx<'t>(pub &'t Transaction<'t>);
+
+impl SqliteTx<'_> {
+    /// What arrived after `before`: the arrivals of the step just taken.
+    fn since(&self, before: u64) -> R<Vec<Arrival>> {
+        Ok(log::arrivals_after(self.0, before)?)
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn replica_owners(&mut self, replicas: &[&ReplicaId]) -> R<HashMap<ReplicaId, String>> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT device_id FROM replicas WHERE replica = ?1")?;
+        let mut out = HashMap::new();
+        for replica in replicas {
+            let owner: Option<String> = stmt
+                .query_row([replica.as_str()], |r| r.get(0))
+                .optional()?;
+            if let Some(owner) = owner {
+                out.insert((*replica).clone(), owner);
+            }
+        }
+        Ok(out)
+    }
+
+    fn replicas_of(&mut self, device_id: &str) -> R<Vec<ReplicaId>> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT replica FROM replicas WHERE device_id = ?1")?
+            .query_map([device_id], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok().and_then(|r| ReplicaId::parse(&r)))
+            .collect())
+    }
+
+    fn bind_replica(&mut self, replica: &ReplicaId, device_id: &str) -> R<()> {
+        self.0
+            .prepare_cached("INSERT INTO replicas (replica, device_id) VALUES (?1, ?2)")?
+            .execute(params![replica.as_str(), device_id])?;
+        Ok(())
+    }
+
+    fn known(&mut self, request_id: &RequestId, count: bool) -> R<Option<Known>> {
+        let found: Option<(RequestScope, i64)> = self
+            .0
+            .prepare_cached(&format!(
+                "SELECT {SCOPE_COLUMNS}, r.service_request_id FROM requests r
+                 WHERE r.request_id = ?1"
+            ))?
+            .query_row([request_id.to_string()], |r| {
+                Ok((scope_from_row(r)?, r.get(5)?))
+            })
+            .optional()?;
+        let Some((scope, number)) = found else {
+            return Ok(None);
+        };
+        let changes = if count {
+            log::count(self.0, request_id)?
+        } else {
+            0
+        };
+        Ok(Some(Known {
+            scope,
+            number,
+            changes,
+        }))
+    }
+
+    fn number(&mut self, request_id: &RequestId, device_id: &str, now_ms: i64) -> R<i64> {
+        let number: i64 = self.0.query_row(
+            "SELECT COALESCE(MAX(service_request_id), 100000) + 1 FROM requests",
+            [],
+            |r| r.get(0),
+        )?;
+        self.0
+            .prepare_cached(
+                "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![request_id.to_string(), number, device_id, now_ms])?;
+        Ok(number)
+    }
+
+    fn record_own(
+        &mut self,
+        request_id: &RequestId,
+        value: FieldValue,
+        now_ms: i64,
+    ) -> R<Vec<Arrival>> {
+        let before = log::last_seq(self.0)?;
+        log::record(self.0, *request_id, vec![value], now_ms, log::Outbox::None)?;
+        self.since(before)
+    }
+
+    fn apply(&mut self, changes: &[Change], now_ms: i64) -> R<Vec<Arrival>> {
+        let before = log::last_seq(self.0)?;
+        log::apply(self.0, changes, now_ms)?;
+        self.since(before)
+    }
+
+    fn photo_ref(
+        &mut self,
+        sha256: &str,
+        request_id: &RequestId,
+        device_id: &str,
+        present: bool,
+    ) -> R<()> {
+        let sql = if present {
+            "INSERT OR IGNORE INTO photo_refs (sha256, request_id, device_id) VALUES (?1, ?2, ?3)"
+        } else {
+            "DELETE FROM photo_refs WHERE sha256 = ?1 AND request_id = ?2 AND device_id = ?3"
+        };
+        self.0
+            .prepare_cached(sql)?
+            .execute(params![sha256, request_id.to_string(), device_id])?;
+        Ok(())
+    }
+
+    fn load(&mut self, request_id: &RequestId, fields: Option<&[Field]>) -> R<Vec<Change>> {
+        Ok(match fields {
+            Some(fields) => log::load_fields(self.0, request_id, fields)?,
+            None => log::load(self.0, request_id)?,
+        })
+    }
+
+    fn set_scope(&mut self, request_id: &RequestId, s: &ScopeColumns) -> R<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE requests SET lat = ?2, lon = ?3, ward = ?4, status = ?5, public = ?6,
+                                     cell = ?7
+                 WHERE request_id = ?1",
+            )?
+            .execute(params![
+                request_id.to_string(),
+                s.lat,
+                s.lon,
+                s.ward,
+                s.status,
+                s.public,
+                s.cell
+            ])?;
+        Ok(())
+    }
+
+    fn arrive_again(&mut self, request_id: &RequestId, up_to: u64) -> R<Vec<Arrival>> {
+        let before = log::last_seq(self.0)?;
+        log::arrive_again(self.0, request_id, up_to)?;
+        self.since(before)
+    }
+
+    fn mark_arrivals(&mut self, now_ms: i64) -> R<()> {
+        self.0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO arrivals (seq, at_ms) SELECT MAX(seq), ?1 FROM sync_changes",
+            )?
+            .execute([now_ms])?;
+        Ok(())
+    }
+
+    fn file(&mut self, entries: &[(String, u64)]) -> R<()> {
+        let mut insert = self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
+        for (key, seq) in entries {
+            insert.execute(params![key, *seq as i64])?;
+        }
+        Ok(())
+    }
+
+    fn log_state(&mut self) -> R<LogState> {
+        log_state(self.0)
+    }
+
+    fn last_seq(&mut self) -> R<u64> {
+        Ok(log::last_seq(self.0)?)
+    }
+
+    fn reported_places(&mut self, device_id: &str) -> R<Vec<(f64, f64)>> {
+        reported_places(self.0, device_id)
+    }
+
+    fn scope_row(&mut self, request_id: &RequestId) -> R<Option<RequestScope>> {
+        Ok(self
+            .0
+            .prepare_cached(&format!(
+                "SELECT {SCOPE_COLUMNS} FROM requests r WHERE r.request_id = ?1"
+            ))?
+            .query_row([request_id.to_string()], scope_from_row)
+            .optional()?)
+    }
+
+    fn place(&mut self, request_id: &RequestId) -> R<Option<(f64, f64)>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT lat, lon FROM requests WHERE request_id = ?1 AND lat IS NOT NULL",
+            )?
+            .query_row([request_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn open_in_cell(&mut self, cell: &str, not_by: &str, limit: usize) -> R<Vec<RequestId>> {
+        let ids: Vec<String> = self
+            .0
+            .prepare_cached(
+                "SELECT request_id FROM requests
+                 WHERE cell = ?1 AND public AND status NOT IN ('completed', 'cancelled')
+                   AND created_by <> ?2
+                 LIMIT ?3",
+            )?
+            .query_map(params![cell, not_by, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| RequestId::parse(id).ok())
+            .collect())
+    }
+
+    /// One stream per key (the feed row joined to its change), merged by arrival number.
+    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let sql = format!(
+            "SELECT {}, f.seq FROM feed f JOIN sync_change_rows c ON c.seq = f.seq
+             WHERE f.key = ?1 AND f.seq > ?2 ORDER BY f.seq",
+            log::STORED_COLUMNS
+        );
+        // Each stream its own cached statement (the same text twice would share one).
+        let mut statements = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            statements.push(self.0.prepare_cached(&format!("{sql} /* stream {i} */"))?);
+        }
+        let mut streams = Vec::with_capacity(keys.len());
+        for (stmt, key) in statements.iter_mut().zip(keys) {
+            streams.push(stmt.query(params![key, after as i64])?);
+        }
+        let next = |rows: &mut rusqlite::Rows| -> R<Option<(u64, StoredChange)>> {
+            Ok(match rows.next()? {
+                Some(r) => Some((r.get::<_, i64>(7)? as u64, log::read_stored(r)?)),
+                None => None,
+            })
+        };
+        // The head of each stream, by arrival number; the change waits beside it.
+        let mut heads: Vec<Option<StoredChange>> = Vec::with_capacity(keys.len());
+        let mut heap = BinaryHeap::new();
+        for (i, rows) in streams.iter_mut().enumerate() {
+            let head = next(rows)?;
+            if let Some((seq, _)) = &head {
+                heap.push(Reverse((*seq, i)));
+            }
+            heads.push(head.map(|(_, c)| c));
+        }
+        let mut out: Vec<(u64, StoredChange)> = Vec::new();
+        while let Some(Reverse((seq, i))) = heap.pop() {
+            let change = heads[i].take().expect("a head for each entry");
+            if out.last().is_some_and(|(last, _)| *last == seq) {
+                // Filed under two of these keys: once is enough. Its stream moves on.
+            } else if out.len() == limit {
+                break;
+            } else {
+                out.push((seq, change));
+            }
+            if let Some((s, c)) = next(&mut streams[i])? {
+                heap.push(Reverse((s, i)));
+                heads[i] = Some(c);
+            }
+        }
+        Ok(out)
+    }
+}
