@@ -16,6 +16,13 @@ pub struct Config {
     /// Where the server keeps its SQLite store.
     #[arg(long, env = "CURBSIDE_DATA_DIR", default_value = "curbside-data")]
     pub data_dir: PathBuf,
+    /// Where the server keeps its records: `sqlite` (a file in the data directory, the
+    /// default) or a PostgreSQL URL (`postgres://user@host:port/db`), so several instances can
+    /// share one database (they share the data directory's `media/` too). Give a URL through
+    /// the environment rather than a flag, which `ps` shows, and a password through
+    /// PGPASSWORD.
+    #[arg(long, env = "CURBSIDE_DATABASE", default_value = "sqlite")]
+    pub database: String,
     /// Replace the stored catalogue with this Open311 service list (with "definitions").
     /// A new data directory starts with the Toronto catalogue.
     #[arg(long, env = "CURBSIDE_CATALOG")]

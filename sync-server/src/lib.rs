@@ -34,7 +34,6 @@ pub use config::{Command, Config, DeviceCommand};
 pub use error::ServerError;
 pub use open311::Format;
 
-use storage::sqlite::SqliteStorage;
 use storage::Storage;
 
 /// What every handler sees.
@@ -75,7 +74,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> Result<AppState, ServerError> {
-        let storage = SqliteStorage::open(&config.data_dir, clock.now_ms(), &*entropy)?;
+        let storage = storage::open(config, clock.now_ms(), &*entropy)?;
         if let Some(path) = &config.catalog {
             let bytes = std::fs::read(path)
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?;
@@ -95,7 +94,7 @@ impl AppState {
             public_url: config.public_url(),
             catalog: storage.catalog()?,
             jurisdiction: config.jurisdiction.clone(),
-            storage: Arc::new(storage),
+            storage,
             clock,
             entropy,
             admin_key: config.admin_key.clone().filter(|k| !k.is_empty()),
@@ -112,7 +111,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&AppState) -> Result<T, ServerError> + Send + 'static,
 ) -> Result<T, ServerError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || f(&state))
+    tokio::task::spawn_blocking(move || storage::off_executor(|| f(&state)))
         .await
         .map_err(|e| ServerError::Internal(format!("worker: {e}")))?
 }
@@ -347,7 +346,10 @@ fn spawn_housekeeping(state: &Arc<AppState>) {
             every.tick().await;
             let s = sweeper.clone();
             let before = std::time::SystemTime::now() - media::STALE_PART;
-            if let Ok(n) = tokio::task::spawn_blocking(move || media::sweep_parts(&s, before)).await
+            if let Ok(n) = tokio::task::spawn_blocking(move || {
+                storage::off_executor(|| media::sweep_parts(&s, before))
+            })
+            .await
             {
                 if n > 0 {
                     tracing::info!(uploads = n, "stale unfinished uploads dropped");
@@ -369,7 +371,11 @@ fn spawn_housekeeping(state: &Arc<AppState>) {
         loop {
             every.tick().await;
             let s = compactor.clone();
-            match tokio::task::spawn_blocking(move || compact(&s, s.retention_days)).await {
+            match tokio::task::spawn_blocking(move || {
+                storage::off_executor(|| compact(&s, s.retention_days))
+            })
+            .await
+            {
                 Ok(Ok(n)) if n > 0 => tracing::info!(changes = n, "compacted"),
                 Ok(Err(e)) => tracing::error!(error = %e, "compaction failed"),
                 _ => {}

@@ -30,7 +30,15 @@ async fn main() -> ExitCode {
     };
     match &config.command {
         None | Some(Command::Serve) => run(&config, state).await,
-        Some(Command::Device(command)) => devices(&state, command),
+        // Storage calls block: off the executor.
+        Some(Command::Device(command)) => {
+            let command = command.clone();
+            tokio::task::spawn_blocking(move || {
+                curbside_server::storage::off_executor(|| devices(&state, &command))
+            })
+            .await
+            .unwrap_or(ExitCode::FAILURE)
+        }
     }
 }
 

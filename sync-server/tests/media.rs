@@ -1,6 +1,8 @@
 //! Photos as an attacker with a free token would try them: other people's photos, other
 //! people's uploads, racing chunks, hoarded parts, and a JPEG with a GPS-tagged JPEG after it.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +20,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
         AppState::load(&Config {
             admin_key: None,
             retention_days: 180,
-            ..Config::new(dir.to_path_buf())
+            ..common::config(dir.to_path_buf())
         })
         .unwrap(),
     )

@@ -2,6 +2,8 @@
 //! shutdown, devices revoked and tokens rotated, metrics and readiness, the admin key, and logs
 //! that carry nothing personal.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use curbside_core::sync::Change;
 use curbside_core::{Contact, DraftEdit, Location, LocationSource, Store};
-use curbside_server::{app, AppState, Config};
+use curbside_server::{app, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -82,7 +84,7 @@ fn report(dir: &std::path::Path, email: &str, phone: &str, text: &str) -> Vec<Ch
 #[tokio::test]
 async fn each_device_has_its_own_budget_and_is_told_when_to_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
+    let mut config = common::config(dir.path());
     config.limits.syncs_per_minute = 10; // a burst of 2, then one each 6 s
     let state = Arc::new(AppState::load(&config).unwrap());
     let (_, _, a) = post(&state, "/v1/devices", None, "{}").await;
@@ -120,7 +122,7 @@ async fn each_device_has_its_own_budget_and_is_told_when_to_come_back() {
 #[tokio::test]
 async fn tokens_rotate_and_metrics_and_readiness_say_nothing_personal() {
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::load(&Config::new(dir.path())).unwrap());
+    let state = Arc::new(AppState::load(&common::config(dir.path())).unwrap());
     let (_, _, first) = post(&state, "/v1/devices", None, "{}").await;
     let old = first["token"].as_str().unwrap().to_string();
     let (status, _, rotated) = post(&state, "/v1/devices/token", Some(&old), "").await;
@@ -161,16 +163,20 @@ async fn tokens_rotate_and_metrics_and_readiness_say_nothing_personal() {
 struct Server {
     child: Child,
     addr: String,
+    /// The backend it runs on (`sqlite`, or its PostgreSQL database).
+    database: String,
     log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
     fn start(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let database = common::database();
         let mut command = Command::new(env!("CARGO_BIN_EXE_curbside-server"));
         command
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(args)
+            .env("CURBSIDE_DATABASE", &database)
             .env("CURBSIDE_LOG", "debug")
             .stderr(Stdio::piped());
         for (k, v) in envs {
@@ -197,6 +203,7 @@ impl Server {
         Server {
             child,
             addr,
+            database,
             log: rx,
         }
     }
@@ -392,6 +399,7 @@ fn devices_are_revoked_from_the_command_line_and_secrets_stay_out_of_ps_and_logs
         let out = Command::new(env!("CARGO_BIN_EXE_curbside-server"))
             .arg("--data-dir")
             .arg(&data)
+            .env("CURBSIDE_DATABASE", &server.database)
             .args(args)
             .output()
             .unwrap();

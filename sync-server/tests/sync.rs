@@ -1,5 +1,7 @@
 //! POST /v1/devices and /v1/sync, driven with real changes written by real client stores.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +19,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
         AppState::load(&Config {
             admin_key: Some("city-admin".into()),
             retention_days: 180,
-            ..Config::new(dir.to_path_buf())
+            ..common::config(dir.to_path_buf())
         })
         .unwrap(),
     )
@@ -256,7 +258,7 @@ async fn no_device_can_expire_the_others_cursors_with_back_dated_changes() {
             &Config {
                 admin_key: Some("city-admin".into()),
                 retention_days: 180,
-                ..Config::new(dir.path().join("server"))
+                ..common::config(dir.path().join("server"))
             },
             clock.clone(),
             Arc::new(OsEntropy),
@@ -698,7 +700,7 @@ async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         admin_key: Some("city-admin".into()),
-        ..Config::new(dir.path().join("server"))
+        ..common::config(dir.path().join("server"))
     };
     config.limits.syncs_per_minute = 100_000;
     let mut state = AppState::load(&config).unwrap();

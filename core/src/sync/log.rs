@@ -762,48 +762,28 @@ pub fn set_clock_offset(
     Ok(restamp.len())
 }
 
-/// Drops what no replica needs once a retention period has passed ([`merge::obsolete`]),
-/// among the changes that arrived at or before arrival number `arrived_by`. Returns how many changes went and the highest arrival number among them: a replica whose
-/// cursor is older may have missed a removal, so it must resync in full.
-pub fn compact(tx: &Transaction, horizon: Hlc, arrived_by: u64) -> Result<(usize, u64)> {
-    let ids: Vec<String> = tx
-        .prepare("SELECT DISTINCT request_id FROM sync_change_rows WHERE hlc < ?1")?
-        .query_map([horizon.0 as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let (mut deleted, mut max_seq) = (0usize, 0u64);
-    let mut select = tx.prepare_cached(&format!(
-        "SELECT {CHANGE_COLUMNS}, seq, request_n, replica_n FROM sync_change_rows
-         WHERE request_id = ?1"
+/// A request's changes with their arrival numbers, decoded: what compaction weighs.
+pub fn load_arrived(conn: &Connection, request_id: &RequestId) -> Result<Vec<(Change, u64)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS}, seq FROM sync_change_rows WHERE request_id = ?1"
     ))?;
-    let mut delete = tx.prepare_cached(
-        "DELETE FROM sync_changes WHERE request = ?1 AND replica = ?2 AND counter = ?3",
-    )?;
-    for id in ids {
-        let mut rows = select.query([&id])?;
-        let mut changes = Vec::new();
-        let mut places = Vec::new();
-        while let Some(r) = rows.next()? {
-            changes.push(change_from_row(r)?);
-            places.push((
-                r.get::<_, i64>(7)? as u64,
-                (
-                    r.get::<_, i64>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, i64>(2)?,
-                ),
-            ));
-        }
-        for i in merge::obsolete(&changes, horizon) {
-            let (seq, key) = places[i];
-            if seq > arrived_by {
-                continue;
-            }
-            delete.execute(params![key.0, key.1, key.2])?;
-            deleted += 1;
-            max_seq = max_seq.max(seq);
-        }
+    let mut rows = stmt.query([request_id.to_string()])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push((change_from_row(r)?, r.get::<_, i64>(7)? as u64));
     }
-    Ok((deleted, max_seq))
+    Ok(out)
+}
+
+/// Drops the changes that arrived as these numbers (compaction's choice). Needs an index on
+/// `seq` (the server has one).
+pub fn forget_arrivals(tx: &Transaction, seqs: &[u64]) -> Result<usize> {
+    let mut delete = tx.prepare_cached("DELETE FROM sync_changes WHERE seq = ?1")?;
+    let mut n = 0;
+    for seq in seqs {
+        n += delete.execute([*seq as i64])?;
+    }
+    Ok(n)
 }
 
 /// The columns of `sync_change_rows` that [`read_stored`] reads, in its order: for a store

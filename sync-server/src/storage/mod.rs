@@ -3,6 +3,8 @@
 //! (for several instances on one database) will implement the same trait. Each method is one
 //! transaction, and blocking: callers run it off the async executor.
 
+mod compact;
+pub mod postgres;
 mod pull;
 mod push;
 pub mod sqlite;
@@ -15,6 +17,7 @@ use curbside_core::Catalog;
 
 use crate::scope::{Device, RequestScope};
 
+pub use self::postgres::PgStorage;
 pub use self::sqlite::SqliteStorage;
 use crate::ServerError;
 
@@ -68,6 +71,56 @@ pub struct SyncOutcome {
     pub changes: Vec<StoredChange>,
     pub cursor: String,
     pub more: bool,
+}
+
+thread_local! {
+    static OFF_EXECUTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as off the async executor (on the blocking pool): storage may block its thread.
+pub fn off_executor<T>(f: impl FnOnce() -> T) -> T {
+    let was = OFF_EXECUTOR.replace(true);
+    let value = f();
+    OFF_EXECUTOR.set(was);
+    value
+}
+
+/// Runs `f` here if this thread may block, else on a thread of its own: a client that blocks
+/// on a runtime of its own (PostgreSQL's) may not do so on a thread that drives async tasks,
+/// and a call from one (at start-up, in a test) should not fail for it.
+pub(crate) fn where_it_may_block<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if OFF_EXECUTOR.get() || tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(|| off_executor(f)).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// The storage `config` names: the SQLite file in the data directory, or a PostgreSQL
+/// database.
+pub fn open(
+    config: &crate::Config,
+    now_ms: i64,
+    entropy: &dyn curbside_core::vocab::Entropy,
+) -> Result<std::sync::Arc<dyn Storage>, ServerError> {
+    let database = config.database.trim();
+    if database.is_empty() || database == "sqlite" {
+        Ok(std::sync::Arc::new(SqliteStorage::open(
+            &config.data_dir,
+            now_ms,
+            entropy,
+        )?))
+    } else if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStorage::open(
+            database, now_ms, entropy,
+        )?))
+    } else {
+        Err(ServerError::Startup(
+            "--database is `sqlite` or a postgres:// URL".into(),
+        ))
+    }
 }
 
 pub trait Storage: Send + Sync {

@@ -84,6 +84,19 @@ pub trait Tx {
     /// Files arrivals under feed keys.
     fn file(&mut self, entries: &[(String, u64)]) -> R<()>;
 
+    /// The latest arrival number marked as arrived by `at_ms`, forgetting older marks (they say
+    /// nothing more).
+    fn arrived_by(&mut self, at_ms: i64) -> R<Option<u64>>;
+    /// Numbered requests after `after` in id order, at most `limit`.
+    fn requests_after(&mut self, after: Option<&RequestId>, limit: usize) -> R<Vec<RequestId>>;
+    /// A request's changes with their arrival numbers, decoded.
+    fn load_arrived(&mut self, request_id: &RequestId) -> R<Vec<(Change, u64)>>;
+    /// Drops the changes that arrived as these numbers.
+    fn forget(&mut self, seqs: &[u64]) -> R<()>;
+    /// Records that compaction removed changes up to arrival number `reached`: cursors older
+    /// than that, given before now, must resync in full.
+    fn note_compaction(&mut self, reached: u64) -> R<()>;
+
     /// The server's id and how far compaction has reached.
     fn log_state(&mut self) -> R<LogState>;
     /// The latest arrival number (0 for an empty log).

@@ -22,7 +22,8 @@ use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::push::{self, Pushed};
-use super::{pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
+use super::tx::Tx;
+use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::scope::Device;
 use crate::ServerError;
 use conns::{Readers, Writer};
@@ -370,24 +371,17 @@ impl Storage for SqliteStorage {
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
-        self.write(move |tx| {
-            let arrived_by: Option<i64> = tx.query_row(
-                "SELECT MAX(seq) FROM arrivals WHERE at_ms <= ?1",
-                [arrived_by_ms],
-                |r| r.get(0),
-            )?;
-            let Some(arrived_by) = arrived_by else {
-                return Ok(0);
-            };
-            // Older marks say nothing the newest one before the horizon does not.
-            tx.execute("DELETE FROM arrivals WHERE seq < ?1", [arrived_by])?;
-            let (deleted, max_seq) = log::compact(tx, horizon, arrived_by as u64)?;
-            if deleted > 0 {
-                let reached = sql::get_num(tx, COMPACTED_SEQ, 0u64)?.max(max_seq);
-                sql::set(tx, COMPACTED_SEQ, &reached.to_string())?;
-                sql::increment(tx, COMPACTIONS)?;
-            }
-            Ok(deleted)
-        })
+        let Some(arrived_by) = self.write(move |tx| SqliteTx(tx).arrived_by(arrived_by_ms))? else {
+            return Ok(0);
+        };
+        let mut progress = compact::Progress::default();
+        while !progress.done {
+            let mut next = progress.clone();
+            progress = self.write(move |tx| {
+                compact::step(&mut SqliteTx(tx), horizon, arrived_by, &mut next)?;
+                Ok(next)
+            })?;
+        }
+        Ok(progress.deleted)
     }
 }

@@ -216,6 +216,50 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn arrived_by(&mut self, at_ms: i64) -> R<Option<u64>> {
+        let seq: Option<i64> = self.0.query_row(
+            "SELECT MAX(seq) FROM arrivals WHERE at_ms <= ?1",
+            [at_ms],
+            |r| r.get(0),
+        )?;
+        if let Some(seq) = seq {
+            self.0
+                .execute("DELETE FROM arrivals WHERE seq < ?1", [seq])?;
+        }
+        Ok(seq.map(|s| s as u64))
+    }
+
+    fn requests_after(&mut self, after: Option<&RequestId>, limit: usize) -> R<Vec<RequestId>> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let ids: Vec<String> = self
+            .0
+            .prepare_cached(
+                "SELECT request_id FROM requests WHERE request_id > ?1 ORDER BY request_id LIMIT ?2",
+            )?
+            .query_map(params![after, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| RequestId::parse(id).ok())
+            .collect())
+    }
+
+    fn load_arrived(&mut self, request_id: &RequestId) -> R<Vec<(Change, u64)>> {
+        Ok(log::load_arrived(self.0, request_id)?)
+    }
+
+    fn forget(&mut self, seqs: &[u64]) -> R<()> {
+        log::forget_arrivals(self.0, seqs)?;
+        Ok(())
+    }
+
+    fn note_compaction(&mut self, reached: u64) -> R<()> {
+        let reached = sql::get_num(self.0, COMPACTED_SEQ, 0u64)?.max(reached);
+        sql::set(self.0, COMPACTED_SEQ, &reached.to_string())?;
+        sql::increment(self.0, COMPACTIONS)?;
+        Ok(())
+    }
+
     fn log_state(&mut self) -> R<LogState> {
         log_state(self.0)
     }

@@ -1,0 +1,94 @@
+//! The PostgreSQL database's migration ladder: step `v` moves the schema from version `v` to
+//! `v + 1` (kept in `meta` as `schema_version`); a new database climbs them all. Instances
+//! starting together take turns (an advisory lock), so each step runs once.
+//!
+//! The tables are the SQLite file's, in PostgreSQL's terms: the log keeps its ids as text and
+//! numbers arrivals from a sequence, which writers draw from only while they hold the log's
+//! turn (`log_lock`), so numbers become visible in their order.
+
+/// Version 1: everything the server keeps.
+const V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE log_lock (id INTEGER PRIMARY KEY);
+INSERT INTO log_lock (id) VALUES (1);
+CREATE TABLE catalog (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    document    TEXT NOT NULL,
+    imported_at BIGINT NOT NULL
+);
+CREATE TABLE devices (
+    token_hash TEXT PRIMARY KEY,
+    device_id  TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL,
+    wards      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE SEQUENCE request_numbers START 100001;
+CREATE TABLE requests (
+    request_id         TEXT PRIMARY KEY,
+    service_request_id BIGINT NOT NULL UNIQUE,
+    created_by         TEXT NOT NULL,
+    ward               TEXT,
+    created_at         BIGINT NOT NULL,
+    lat                DOUBLE PRECISION,
+    lon                DOUBLE PRECISION,
+    status             TEXT NOT NULL DEFAULT 'accepted',
+    public             BOOLEAN NOT NULL DEFAULT TRUE,
+    cell               TEXT
+);
+CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
+CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;
+CREATE SEQUENCE arrival_numbers;
+CREATE SEQUENCE own_counter;
+CREATE TABLE sync_changes (
+    seq        BIGINT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    replica    TEXT NOT NULL,
+    counter    BIGINT NOT NULL,
+    field      TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    hlc        BIGINT NOT NULL,
+    replaced   BIGINT,
+    UNIQUE (request_id, replica, counter)
+);
+CREATE INDEX sync_changes_by_hlc ON sync_changes (hlc);
+CREATE TABLE feed (
+    key TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (key, seq)
+);
+CREATE TABLE arrivals (
+    seq   BIGINT PRIMARY KEY,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX arrivals_by_time ON arrivals (at_ms);
+CREATE TABLE replicas (
+    replica   TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL
+);
+CREATE INDEX replicas_by_device ON replicas (device_id);
+CREATE TABLE photo_refs (
+    sha256     TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    PRIMARY KEY (sha256, request_id, device_id)
+);
+CREATE TABLE photo_holders (
+    sha256    TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (sha256, device_id)
+);
+CREATE TABLE photos (
+    sha256         TEXT PRIMARY KEY,
+    uploaded_bytes BIGINT NOT NULL,
+    device_id      TEXT NOT NULL,
+    stored_at      BIGINT NOT NULL
+);
+CREATE INDEX photos_by_device ON photos (device_id, stored_at);";
+
+/// The ladder.
+pub(super) const LADDER: [&str; 1] = [V1];
+
+/// The advisory lock instances take while they climb the ladder.
+pub(super) const CLIMBING: i64 = 0x0c42_b51d_e000_0001;

@@ -1,0 +1,59 @@
+//! What every server test shares: its configuration on the backend under test. The suite runs
+//! on SQLite (a file in the test's directory) and, when CURBSIDE_TEST_DATABASE names a
+//! PostgreSQL server (`postgres://user@host:port/postgres`), on PostgreSQL, each test in a
+//! database of its own. `scripts/test.sh` runs it both ways.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use curbside_server::Config;
+
+/// The defaults for a server in `dir`, on the backend under test.
+pub fn config(dir: impl Into<PathBuf>) -> Config {
+    // CURBSIDE_TEST_LOG=debug shows the server's log of a failing test.
+    if let Ok(level) = std::env::var("CURBSIDE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_test_writer()
+            .try_init();
+    }
+    let mut config = Config::new(dir);
+    config.database = database();
+    config
+}
+
+/// The backend under test: `sqlite`, or a new PostgreSQL database.
+pub fn database() -> String {
+    match std::env::var("CURBSIDE_TEST_DATABASE") {
+        Ok(server) if !server.is_empty() => fresh_database(&server),
+        _ => "sqlite".into(),
+    }
+}
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("CURBSIDE_TEST_DATABASE").is_ok_and(|s| !s.is_empty())
+}
+
+/// Creates a database of its own on the PostgreSQL server at `server` and returns its URL.
+fn fresh_database(server: &str) -> String {
+    let name = format!(
+        "curbside_test_{}",
+        uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap()
+    );
+    let (admin_url, create) = (server.to_string(), format!("CREATE DATABASE {name}"));
+    // The client blocks on a runtime of its own: not on a thread that drives async tests.
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("CURBSIDE_TEST_DATABASE {admin_url}: {e}"));
+        admin.batch_execute(&create).unwrap();
+    })
+    .join()
+    .unwrap();
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    format!("{base}/{name}{query}")
+}
