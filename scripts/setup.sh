@@ -15,6 +15,8 @@ command -v java >/dev/null 2>&1 || need_debs+=(openjdk-17-jdk-headless)
 command -v npm >/dev/null 2>&1 || need_debs+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need_debs+=(python3)
 command -v cc >/dev/null 2>&1 || need_debs+=(gcc)
+# The PostgreSQL backend's tests start a server of their own (scripts/postgres.sh).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
 if [ ${#need_debs[@]} -gt 0 ]; then
   echo "setup: installing ${need_debs[*]}"
   $SUDO apt-get update -qq
