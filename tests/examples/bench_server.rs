@@ -386,36 +386,36 @@ fn wrk_healthz(addr: SocketAddr, seconds: u64) -> Option<f64> {
         .ok()
 }
 
-/// Server ingest: 2,000 new reports (5 changes each), pushed 5 reports a call by their devices
-/// through the sync handler's own logic (checks, admission and numbering, merge, scope,
-/// feed; the pull that follows finds nothing), against raw inserts of the same change rows into
-/// a table of the same database file, one transaction per push.
-fn ingest(server: &curbside_e2e::Server, base_ms: u64) {
-    use curbside_core::sync::protocol::SyncRequest;
-    use curbside_core::sync::WireChange;
-    let (reports, per_push) = (2_000, 5);
-    let state = &server.state;
-    let devices: Vec<_> = (0..reports / per_push)
-        .map(|_| {
-            let r = curbside_server::sync::register(state, Default::default()).unwrap();
-            state
-                .storage
-                .device(&curbside_server::auth::token_hash(&r.token))
-                .unwrap()
-                .unwrap()
-        })
-        .collect();
-    let batches: Vec<Vec<WireChange>> = (0..reports / per_push)
+/// Where the benchmark's server keeps its records: with BENCH_DATABASE naming a PostgreSQL
+/// server (`postgres://user@host:port/postgres`), a new database there; else SQLite.
+fn database() -> String {
+    match std::env::var("BENCH_DATABASE") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("curbside_bench_{}", std::process::id());
+            curbside_server::storage::postgres::create_database(&server, &name).unwrap()
+        }
+        _ => "sqlite".into(),
+    }
+}
+
+/// `reports` new reports (5 changes each) from `reports / 5` devices, 5 reports a push, as
+/// the pushes' bodies; ids from `first` on, places 1.5 km apart (ingest, not the backfill).
+fn new_reports(
+    reports: usize,
+    first: usize,
+    base_ms: u64,
+) -> Vec<Vec<curbside_core::sync::WireChange>> {
+    let per_push = 5;
+    (0..reports / per_push)
         .map(|d| {
-            let replica = format!("{:016x}", 0x1e9e_0000_0000_0000u64 + d as u64);
+            let replica = format!("{:016x}", 0x1e9e_0000_0000_0000u64 + (first + d) as u64);
             (0..per_push)
                 .flat_map(|k| {
                     let i = d * per_push + k;
-                    let mut changes: Vec<_> = request_changes(2_000_000 + i, &replica, base_ms)
+                    let mut changes: Vec<_> = request_changes(first + i, &replica, base_ms)
                         .into_iter()
                         .take(5)
                         .collect();
-                    // 1.5 km apart, as in the load above: ingest, not the backfill.
                     let (row, col) = ((i / 45) as f64 - 22.0, (i % 45) as f64 - 22.0);
                     changes[4].value = curbside_core::FieldValue::Location(Some(
                         curbside_core::Location::new(
@@ -430,57 +430,164 @@ fn ingest(server: &curbside_e2e::Server, base_ms: u64) {
                 })
                 .collect()
         })
+        .collect()
+}
+
+/// Raw inserts of the pushes' rows into a table of the server's own database, a transaction
+/// per push, from `pushers` connections at once: the peer of ingest.
+fn raw_inserts(
+    server: &curbside_e2e::Server,
+    database: &str,
+    table: &str,
+    pushes: &[Vec<curbside_core::sync::WireChange>],
+    pushers: usize,
+) -> Duration {
+    let shares: Vec<Vec<&Vec<curbside_core::sync::WireChange>>> = (0..pushers)
+        .map(|p| pushes.iter().skip(p).step_by(pushers).collect())
         .collect();
-    let rows: Vec<Vec<WireChange>> = batches.clone();
-    let t = Instant::now();
-    for (device, changes) in devices.iter().zip(batches) {
-        let body = SyncRequest {
-            cursor: None,
-            changes,
-            replica: None,
-            client_time_ms: None,
-        };
-        curbside_server::sync::sync(state, device, body).unwrap();
-    }
-    let ours = t.elapsed();
-    let mut raw = server.db();
-    raw.execute_batch(
-        "PRAGMA synchronous = FULL;
-         CREATE TABLE raw_ingest (request_id TEXT, id TEXT, field TEXT, value TEXT,
-                                  hlc INTEGER, replica TEXT, PRIMARY KEY (request_id, id));",
-    )
-    .unwrap();
-    let t = Instant::now();
-    for batch in &rows {
-        let tx = raw.transaction().unwrap();
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO raw_ingest VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .unwrap();
-            for c in batch {
-                insert
-                    .execute(rusqlite::params![
-                        c.request_id,
-                        c.id,
-                        c.field,
-                        c.value.to_string(),
-                        c.hlc as i64,
-                        c.replica
-                    ])
-                    .unwrap();
+    if database == "sqlite" {
+        server
+            .db()
+            .execute_batch(&format!(
+                "CREATE TABLE {table} (request_id TEXT, id TEXT, field TEXT, value TEXT,
+                                       hlc INTEGER, replica TEXT, PRIMARY KEY (request_id, id))"
+            ))
+            .unwrap();
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for share in &shares {
+                s.spawn(move || {
+                    let mut raw = server.db();
+                    raw.busy_timeout(Duration::from_secs(30)).unwrap();
+                    raw.execute_batch("PRAGMA synchronous = FULL").unwrap();
+                    let sql = format!("INSERT INTO {table} VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+                    for batch in share {
+                        let tx = raw
+                            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                            .unwrap();
+                        {
+                            let mut insert = tx.prepare_cached(&sql).unwrap();
+                            for c in batch.iter() {
+                                insert
+                                    .execute(rusqlite::params![
+                                        c.request_id,
+                                        c.id,
+                                        c.field,
+                                        c.value.to_string(),
+                                        c.hlc as i64,
+                                        c.replica
+                                    ])
+                                    .unwrap();
+                            }
+                        }
+                        tx.commit().unwrap();
+                    }
+                });
             }
-        }
-        tx.commit().unwrap();
+        });
+        return t.elapsed();
     }
-    let peer = t.elapsed();
-    println!(
-        "server ingest of {reports} new reports ({} changes, {per_push} reports a push): {:.0} ms ({:.0} changes/s); raw inserts of the same rows into the same file, a transaction per push: {:.0} ms; ratio {:.2}x (target >= 0.5x)",
-        reports * 5,
-        ours.as_secs_f64() * 1e3,
-        (reports * 5) as f64 / ours.as_secs_f64(),
-        peer.as_secs_f64() * 1e3,
-        peer.as_secs_f64() / ours.as_secs_f64()
-    );
+    let mut admin = postgres::Client::connect(database, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (request_id TEXT, id TEXT, field TEXT, value TEXT, hlc BIGINT,
+                                   replica TEXT, PRIMARY KEY (request_id, id))"
+        ))
+        .unwrap();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for share in &shares {
+            s.spawn(move || {
+                let mut raw = postgres::Client::connect(database, postgres::NoTls).unwrap();
+                // One statement a push, rows as arrays: the fewest round trips there are.
+                let insert = raw
+                    .prepare(&format!(
+                        "INSERT INTO {table} SELECT * FROM unnest($1::text[], $2::text[],
+                         $3::text[], $4::text[], $5::int8[], $6::text[])"
+                    ))
+                    .unwrap();
+                for batch in share {
+                    let col = |f: fn(&curbside_core::sync::WireChange) -> String| -> Vec<String> {
+                        batch.iter().map(f).collect()
+                    };
+                    let hlcs: Vec<i64> = batch.iter().map(|c| c.hlc as i64).collect();
+                    let mut tx = raw.transaction().unwrap();
+                    tx.execute(
+                        &insert,
+                        &[
+                            &col(|c| c.request_id.clone()),
+                            &col(|c| c.id.clone()),
+                            &col(|c| c.field.clone()),
+                            &col(|c| c.value.to_string()),
+                            &hlcs,
+                            &col(|c| c.replica.clone()),
+                        ],
+                    )
+                    .unwrap();
+                    tx.commit().unwrap();
+                }
+            });
+        }
+    });
+    t.elapsed()
+}
+
+/// Server ingest: 2,000 new reports (5 changes each), pushed 5 reports a call by their devices
+/// through the sync handler's own logic (checks, admission and numbering, merge, scope, feed,
+/// and the pull that follows with its backfill), by one device at a time and by 16 at once,
+/// against raw inserts of the same change rows into a table of the same database, a
+/// transaction per push, from as many connections at once.
+fn ingest(server: &curbside_e2e::Server, database: &str, base_ms: u64) {
+    use curbside_core::sync::protocol::SyncRequest;
+    let reports = 2_000;
+    let state = &server.state;
+    for (run, pushers) in [1usize, 16].into_iter().enumerate() {
+        let pushes = new_reports(reports, 2_000_000 + run * reports, base_ms);
+        let devices: Vec<_> = pushes
+            .iter()
+            .map(|_| {
+                let r = curbside_server::sync::register(state, Default::default()).unwrap();
+                state
+                    .storage
+                    .device(&curbside_server::auth::token_hash(&r.token))
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for p in 0..pushers {
+                let (devices, pushes) = (&devices, &pushes);
+                s.spawn(move || {
+                    for (device, changes) in devices.iter().zip(pushes).skip(p).step_by(pushers) {
+                        let body = SyncRequest {
+                            cursor: None,
+                            changes: changes.clone(),
+                            replica: None,
+                            client_time_ms: None,
+                        };
+                        curbside_server::sync::sync(state, device, body).unwrap();
+                    }
+                });
+            }
+        });
+        let ours = t.elapsed();
+        let peer = raw_inserts(
+            server,
+            database,
+            &format!("raw_ingest_{pushers}"),
+            &pushes,
+            pushers,
+        );
+        println!(
+            "server ingest of {reports} new reports ({} changes, 5 reports a push), {pushers} pushing at once: {:.0} ms ({:.0} changes/s); raw inserts of the same rows into the same database, a transaction per push, {pushers} at once: {:.0} ms; ratio {:.2}x (target >= 0.5x)",
+            reports * 5,
+            ours.as_secs_f64() * 1e3,
+            (reports * 5) as f64 / ours.as_secs_f64(),
+            peer.as_secs_f64() * 1e3,
+            peer.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
 }
 
 fn main() {
@@ -488,24 +595,57 @@ fn main() {
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(512);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
+    let database = database();
+    println!(
+        "backend: {}",
+        if database == "sqlite" {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    );
     let server = start_server_with(dir.path(), |c| {
         c.limits = curbside_server::config::Limits {
             syncs_per_minute: 2_000,
             ..curbside_server::Config::new(dir.path()).limits
         };
+        c.database = database.clone();
     });
-    let addr = server.addr;
     let base = curbside_core::Clock::now_ms(&curbside_core::SystemClock) as u64 - 3_600_000;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    // BENCH_ONLY=load,ingest,big runs some parts (all by default).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| "load,ingest,big".into());
+    if only.contains("load") {
+        load_runs(&runtime, &server, dir.path(), n, seconds, base);
+    }
+    if only.contains("ingest") {
+        ingest(&server, &database, base);
+    }
+    // The large log is seeded straight into the SQLite file.
+    if only.contains("big") && database == "sqlite" {
+        big_log(&server, base);
+    }
+}
+
+/// The load runs: the peer, caught-up devices clean, abused, and clean again.
+fn load_runs(
+    runtime: &tokio::runtime::Runtime,
+    server: &curbside_e2e::Server,
+    dir: &std::path::Path,
+    n: usize,
+    seconds: u64,
+    base: u64,
+) {
+    let addr = server.addr;
     let devices = runtime.block_on(devices(addr, n, base));
 
     // The peer runs on a server of its own without address limits: wrk comes from one address.
     let peer = {
-        let bare = curbside_e2e::start_server_with(&dir.path().join("peer"), |c| {
+        let bare = curbside_e2e::start_server_with(&dir.join("peer"), |c| {
             c.limits.address_per_second = 10_000_000;
         });
         wrk_healthz(bare.addr, seconds)
@@ -548,15 +688,14 @@ fn main() {
         pct(&abused.latencies, 0.99),
         abused_rate / ((clean_rate + after_rate) / 2.0)
     );
+}
 
-    ingest(&server, base);
-    if std::env::var_os("BENCH_SKIP_BIG").is_some() {
-        return;
-    }
-    // A new device against a large log.
+/// A new device against a large log.
+fn big_log(server: &curbside_e2e::Server, base: u64) {
+    let addr = server.addr;
     let big = 500_000 / curbside_e2e::CHANGES_PER_REQUEST;
     let t = Instant::now();
-    seed_requests(&server, big, "5eed5eed5eed5eed", base);
+    seed_requests(server, big, "5eed5eed5eed5eed", base);
     let seeded = t.elapsed();
     let (_, fresh) = blocking_post(addr, "/v1/devices", None, &json!({}));
     let token = fresh["token"].as_str().unwrap();

@@ -38,27 +38,57 @@ struct View<'d> {
 }
 
 impl<'d> View<'d> {
-    fn new(tx: &mut dyn Tx, device: &'d Device, pseudonym_key: &'d str) -> R<View<'d>> {
-        let places = if device.role == Role::Resident {
-            tx.reported_places(&device.id)?
-        } else {
-            Vec::new()
-        };
-        Ok(View {
+    fn new(
+        device: &'d Device,
+        pseudonym_key: &'d str,
+        places: Vec<(f64, f64)>,
+        own: Vec<ReplicaId>,
+    ) -> View<'d> {
+        View {
             device,
             pseudonym_key,
             places,
             access: HashMap::new(),
-            own: tx.replicas_of(&device.id)?.into_iter().collect(),
+            own: own.into_iter().collect(),
             public_notes: HashMap::new(),
-        })
+        }
+    }
+
+    /// Decides the access to every request of `changes` not decided yet (but those of
+    /// `except`'s changes, which are not sent), in one read.
+    fn decide(
+        &mut self,
+        tx: &mut dyn Tx,
+        changes: &[(u64, StoredChange)],
+        except: Option<&ReplicaId>,
+    ) -> R<()> {
+        let mut wanted: Vec<RequestId> = changes
+            .iter()
+            .filter(|(_, c)| Some(c.replica()) != except)
+            .map(|(_, c)| c.request_id)
+            .filter(|id| !self.access.contains_key(id))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = tx.scope_rows(&wanted)?;
+        for id in wanted {
+            let a = match rows.get(&id) {
+                None => Access::None,
+                Some(row) => scope::access(self.device, row, &self.places),
+            };
+            self.access.insert(id, a);
+        }
+        Ok(())
     }
 
     fn access(&mut self, tx: &mut dyn Tx, request_id: &RequestId) -> R<Access> {
         if let Some(a) = self.access.get(request_id) {
             return Ok(*a);
         }
-        let a = match tx.scope_row(request_id)? {
+        let a = match tx.scope_rows(&[*request_id])?.remove(request_id) {
             None => Access::None,
             Some(row) => scope::access(self.device, &row, &self.places),
         };
@@ -89,7 +119,9 @@ impl<'d> View<'d> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.public_notes.entry(c.request_id)
         {
             let ids = tx
-                .load(&c.request_id, Some(&[Field::Note]))?
+                .load(&[c.request_id], Some(&[Field::Note]))?
+                .remove(&c.request_id)
+                .unwrap_or_default()
                 .into_iter()
                 .filter_map(|n| match n.value {
                     FieldValue::Note(n) if n.public => Some(n.id),
@@ -120,10 +152,11 @@ pub fn pull(
     replica: Option<&ReplicaId>,
     fresh: &[RequestId],
 ) -> R<Page> {
-    let state = tx.log_state()?;
+    let context = tx.pull_context(&device.id, device.role == Role::Resident)?;
+    let (state, end) = (context.state, context.end);
     let after = state.position(cursor)?;
-    let mut view = View::new(tx, device, pseudonym_key)?;
-    let (mut changes, seq, more) = page_of(tx, &mut view, after, page, replica)?;
+    let mut view = View::new(device, pseudonym_key, context.places, context.own);
+    let (mut changes, seq, more) = page_of(tx, &mut view, after, end, page, replica)?;
     // A resident reporting from a new place sees what is already open around it.
     if device.role == Role::Resident && !fresh.is_empty() {
         // Within the page when it can; half a page at least, so a full pull does not lose it.
@@ -146,12 +179,12 @@ fn page_of(
     tx: &mut dyn Tx,
     view: &mut View,
     after: u64,
+    end: u64,
     page: usize,
     replica: Option<&ReplicaId>,
 ) -> R<(Vec<StoredChange>, u64, bool)> {
     // Only a replica of this device's own is left out: another's would hide its changes.
     let replica = replica.filter(|r| view.own.contains(*r));
-    let end = tx.last_seq()?;
     let keys = scope::feed_keys(view.device, &view.places);
     // Changes skipped (the device's own, or outside its view) count too: a page's work is
     // bounded even for a device that may see few of the changes filed under its keys.
@@ -162,6 +195,7 @@ fn page_of(
         let want = (page - out.len()).min(scan - scanned) + 1;
         let chunk = tx.feed(&keys, cursor, want)?;
         let exhausted = chunk.len() < want;
+        view.decide(tx, &chunk, replica)?;
         for (seq, change) in chunk {
             if out.len() == page || scanned == scan {
                 return Ok((out, cursor, true));
@@ -187,35 +221,45 @@ fn backfill(
     fresh: &[RequestId],
     page: usize,
 ) -> R<Vec<StoredChange>> {
-    let mut out = Vec::new();
-    let mut sent = HashSet::new();
+    let places = tx.places(fresh)?;
+    let mut near: Vec<RequestId> = Vec::new();
     for id in fresh {
-        let Some((lat, lon)) = tx.place(id)? else {
+        let Some(&(lat, lon)) = places.get(id) else {
             continue;
         };
         if !view.places.contains(&(lat, lon)) {
             view.places.push((lat, lon));
         }
-        for cell in scope::cells_near(lat, lon) {
-            for other in tx.open_in_cell(&cell, &view.device.id, BACKFILL)? {
-                if sent.len() == BACKFILL || !sent.insert(other) {
-                    continue;
+        if near.len() < BACKFILL {
+            let cells = scope::cells_near(lat, lon);
+            for other in tx.open_near(&cells, &view.device.id, BACKFILL)? {
+                if near.len() < BACKFILL && !near.contains(&other) {
+                    near.push(other);
                 }
-                // Decided before this place joined the view, perhaps as out of sight.
-                view.access.remove(&other);
-                let mut whole = Vec::new();
-                for c in tx.load(&other, None)? {
-                    let c = StoredChange::from(&c);
-                    if view.allows(tx, &c)? {
-                        whole.push(c);
-                    }
-                }
-                if out.len() + whole.len() > page {
-                    return Ok(out);
-                }
-                out.extend(whole);
             }
         }
+    }
+    if near.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Decided before these places joined the view, perhaps as out of sight.
+    for other in &near {
+        view.access.remove(other);
+    }
+    let mut whole = tx.load(&near, None)?;
+    let mut out = Vec::new();
+    for other in &near {
+        let mut these = Vec::new();
+        for c in whole.remove(other).unwrap_or_default() {
+            let c = StoredChange::from(&c);
+            if view.allows(tx, &c)? {
+                these.push(c);
+            }
+        }
+        if out.len() + these.len() > page {
+            break;
+        }
+        out.extend(these);
     }
     Ok(out)
 }

@@ -10,7 +10,7 @@ use curbside_core::sync::{merge, Change};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId, Visibility};
 use curbside_core::Jurisdiction;
 
-use super::tx::{Arrival, Known, ScopeColumns, Tx, R};
+use super::tx::{Arrival, Known, PhotoEdit, ScopeColumns, Tx, R};
 use crate::scope::{self, Device, RequestScope};
 use crate::ServerError;
 
@@ -46,13 +46,23 @@ pub fn push(
     let unbound = check_replicas(tx, device, changes)?;
     let admitted = admit(tx, device, changes)?;
     // Nothing is written before this point: a refusal leaves the store as it was.
-    for replica in unbound {
-        tx.bind_replica(replica, &device.id)?;
+    if !unbound.is_empty() {
+        tx.bind_replicas(&unbound, &device.id)?;
     }
+    let new: Vec<RequestId> = admitted
+        .iter()
+        .filter(|(_, a)| matches!(a, Admitted::New))
+        .map(|(id, _)| *id)
+        .collect();
+    let numbers = if new.is_empty() {
+        Vec::new()
+    } else {
+        tx.number(&new, &device.id, now_ms)?
+    };
+    let mut numbers = new.iter().copied().zip(numbers).collect::<HashMap<_, _>>();
     let mut pushed = Pushed::default();
     let mut scopes: HashMap<RequestId, RequestScope> = HashMap::new();
-    let mut arrivals: Vec<Arrival> = Vec::new();
-    let mut new_here = HashSet::new();
+    let mut own = Vec::new();
     for (request_id, admitted) in admitted {
         let number = match admitted {
             Admitted::Known { known, creates } => {
@@ -63,14 +73,10 @@ pub fn push(
                 known.number
             }
             Admitted::New => {
-                let number = tx.number(&request_id, &device.id, now_ms)?;
+                let number = numbers.remove(&request_id).unwrap_or_default();
                 // The number travels as a change too, so it reaches the reporter even when
                 // this answer is lost, and every other replica that sees the request.
-                arrivals.extend(tx.record_own(
-                    &request_id,
-                    FieldValue::ServiceRequestId(number.to_string()),
-                    now_ms,
-                )?);
+                own.push((request_id, FieldValue::ServiceRequestId(number.to_string())));
                 scopes.insert(
                     request_id,
                     RequestScope {
@@ -82,7 +88,6 @@ pub fn push(
                     },
                 );
                 pushed.fresh.push(request_id);
-                new_here.insert(request_id);
                 number
             }
         };
@@ -91,14 +96,30 @@ pub fn push(
             service_request_id: number.to_string(),
         });
     }
+    let mut arrivals: Vec<Arrival> = Vec::new();
+    if !own.is_empty() {
+        arrivals.extend(tx.record_own(&own, now_ms)?);
+    }
     arrivals.extend(tx.apply(changes, now_ms)?);
-    for c in changes {
-        match &c.value {
-            FieldValue::Photo(p) => tx.photo_ref(&p.sha256, &c.request_id, &device.id, true)?,
+    let photos: Vec<PhotoEdit> = changes
+        .iter()
+        .filter_map(|c| match &c.value {
+            FieldValue::Photo(p) => Some(PhotoEdit {
+                sha256: p.sha256.clone(),
+                request_id: c.request_id,
+                present: true,
+            }),
             // A removed photo is no longer shown through this device's reference.
-            FieldValue::PhotoRemove(sha) => tx.photo_ref(sha, &c.request_id, &device.id, false)?,
-            _ => {}
-        }
+            FieldValue::PhotoRemove(sha) => Some(PhotoEdit {
+                sha256: sha.clone(),
+                request_id: c.request_id,
+                present: false,
+            }),
+            _ => None,
+        })
+        .collect();
+    if !photos.is_empty() {
+        tx.photo_refs(&photos, &device.id)?;
     }
     let Some(first) = arrivals.iter().map(|(seq, _)| *seq).min() else {
         return Ok(pushed); // every change was here already
@@ -106,24 +127,21 @@ pub fn push(
     // Only a change of where a request is, its status or its visibility moves its scope: a
     // note or a description edit costs no re-reading of the request.
     let arrived: HashSet<RequestId> = arrivals.iter().map(|(_, id)| *id).collect();
-    let mut moved = HashSet::new();
-    let mut again = Vec::new();
+    let mut moved = Vec::new();
     for c in changes {
         let moves = matches!(
             c.field(),
             Field::Create | Field::Location | Field::Status | Field::Visibility
         );
-        if !moves || !arrived.contains(&c.request_id) || !moved.insert(c.request_id) {
-            continue;
-        }
-        if let Some(scope) = scopes.get_mut(&c.request_id) {
-            // A request new here has no earlier changes to bring along.
-            let before = (!new_here.contains(&c.request_id)).then_some(first - 1);
-            again.extend(refresh(tx, wards, &c.request_id, scope, before)?);
+        if moves && arrived.contains(&c.request_id) && !moved.contains(&c.request_id) {
+            moved.push(c.request_id);
         }
     }
-    arrivals.extend(again);
-    tx.mark_arrivals(now_ms)?;
+    if !moved.is_empty() {
+        // A request new here has no earlier changes to bring along.
+        let again = refresh(tx, wards, &moved, &mut scopes, &new, first - 1)?;
+        arrivals.extend(again);
+    }
     let mut keys: HashMap<RequestId, Vec<String>> = HashMap::new();
     let mut entries = Vec::with_capacity(arrivals.len() * 3);
     for (seq, id) in &arrivals {
@@ -132,7 +150,7 @@ pub fn push(
             .or_insert_with(|| scopes.get(id).map(scope::filed_under).unwrap_or_default());
         entries.extend(keys.iter().map(|k| (k.clone(), *seq)));
     }
-    tx.file(&entries)?;
+    tx.file(&entries, now_ms)?;
     Ok(pushed)
 }
 
@@ -190,12 +208,13 @@ fn admit(tx: &mut dyn Tx, device: &Device, changes: &[Change]) -> R<Vec<(Request
             seen.push(c.request_id);
         }
     }
+    // Staff are never held back from a request; a resident is, past MAX_CHANGES.
+    let resident = device.role != Role::Inspector;
+    let mut known = tx.known(&seen, resident)?;
     let mut out = Vec::with_capacity(seen.len());
     for request_id in seen {
         let mine = changes.iter().filter(|c| c.request_id == request_id);
-        // Staff are never held back from a request; a resident is, past MAX_CHANGES.
-        let resident = device.role != Role::Inspector;
-        let known = tx.known(&request_id, resident)?;
+        let known = known.remove(&request_id);
         if let Some(c) = mine
             .clone()
             .find(|c| !scope::may_write(device, &c.value, known.as_ref().map(|k| &k.scope)))
@@ -276,30 +295,43 @@ pub fn scope_columns(
     }
 }
 
-/// Brings the scope columns of one request up to date with its merged changes. When that
-/// files it under a key it was not filed under (made public, moved to another cell or ward),
-/// its changes that arrived before this push (at or before `before`, if it was known before)
-/// arrive again, so the devices of the new key get its whole history, not only what follows.
+/// Brings the scope columns of the `moved` requests up to date with their merged changes. When
+/// that files one under a key it was not filed under (made public, moved to another cell or
+/// ward), its changes that arrived before this push (at or before `before`) arrive again, so
+/// the devices of the new key get its whole history, not only what follows; a request `new`
+/// here has none. Returns those arrivals.
 fn refresh(
     tx: &mut dyn Tx,
     wards: &Jurisdiction,
-    request_id: &RequestId,
-    scope: &mut RequestScope,
-    before: Option<u64>,
+    moved: &[RequestId],
+    scopes: &mut HashMap<RequestId, RequestScope>,
+    new: &[RequestId],
+    before: u64,
 ) -> R<Vec<Arrival>> {
     let fields = [Field::Location, Field::Status, Field::Visibility];
-    let changes = tx.load(request_id, Some(&fields))?;
-    let columns = scope_columns(wards, &changes, scope.ward.clone());
-    tx.set_scope(request_id, &columns)?;
-    let was = scope::filed_under(scope);
-    scope.lat = columns.lat;
-    scope.lon = columns.lon;
-    scope.ward = columns.ward;
-    scope.public = columns.public;
-    match before {
-        Some(before) if scope::filed_under(scope).iter().any(|k| !was.contains(k)) => {
-            tx.arrive_again(request_id, before)
+    let mut loaded = tx.load(moved, Some(&fields))?;
+    let mut columns = Vec::with_capacity(moved.len());
+    let mut widened = Vec::new();
+    for id in moved {
+        let Some(scope) = scopes.get_mut(id) else {
+            continue;
+        };
+        let changes = loaded.remove(id).unwrap_or_default();
+        let c = scope_columns(wards, &changes, scope.ward.clone());
+        let was = scope::filed_under(scope);
+        scope.lat = c.lat;
+        scope.lon = c.lon;
+        scope.ward = c.ward.clone();
+        scope.public = c.public;
+        if !new.contains(id) && scope::filed_under(scope).iter().any(|k| !was.contains(k)) {
+            widened.push(*id);
         }
-        _ => Ok(Vec::new()),
+        columns.push((*id, c));
     }
+    tx.set_scopes(&columns)?;
+    let mut again = Vec::new();
+    for id in widened {
+        again.extend(tx.arrive_again(&id, before)?);
+    }
+    Ok(again)
 }

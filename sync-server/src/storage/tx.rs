@@ -44,45 +44,57 @@ pub struct ScopeColumns {
     pub cell: Option<String>,
 }
 
+/// A push's edit of the photo references of a request.
+#[derive(Debug, Clone)]
+pub struct PhotoEdit {
+    pub sha256: String,
+    pub request_id: RequestId,
+    /// Added (or removed).
+    pub present: bool,
+}
+
+/// What a pull starts from: the log's state and its latest arrival number (0 for an empty
+/// log), and what the pull needs of its device.
+#[derive(Debug, Clone)]
+pub struct PullContext {
+    pub state: LogState,
+    pub end: u64,
+    /// Where the device reported from, latest first, at most [`crate::scope::MAX_PLACES`].
+    pub places: Vec<(f64, f64)>,
+    /// The replica ids bound to it.
+    pub own: Vec<ReplicaId>,
+}
+
 pub trait Tx {
     /// The devices these replica ids are bound to; an id bound to none is absent.
     fn replica_owners(&mut self, replicas: &[&ReplicaId]) -> R<HashMap<ReplicaId, String>>;
     /// The replica ids bound to `device_id`.
     fn replicas_of(&mut self, device_id: &str) -> R<Vec<ReplicaId>>;
-    fn bind_replica(&mut self, replica: &ReplicaId, device_id: &str) -> R<()>;
+    fn bind_replicas(&mut self, replicas: &[&ReplicaId], device_id: &str) -> R<()>;
 
-    /// A numbered request, with the count of its changes if `count`.
-    fn known(&mut self, request_id: &RequestId, count: bool) -> R<Option<Known>>;
-    /// Numbers a new request created by `device_id`: its row and its public number.
-    fn number(&mut self, request_id: &RequestId, device_id: &str, now_ms: i64) -> R<i64>;
-    /// Logs a change the server itself makes (a request's public number).
-    fn record_own(
-        &mut self,
-        request_id: &RequestId,
-        value: FieldValue,
-        now_ms: i64,
-    ) -> R<Vec<Arrival>>;
+    /// The numbered requests among `ids`, with the count of their changes if `count`.
+    fn known(&mut self, ids: &[RequestId], count: bool) -> R<HashMap<RequestId, Known>>;
+    /// Numbers new requests created by `device_id`: their rows and public numbers, in order.
+    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>>;
+    /// Logs changes the server itself makes (requests' public numbers).
+    fn record_own(&mut self, values: &[(RequestId, FieldValue)], now_ms: i64) -> R<Vec<Arrival>>;
     /// Logs changes from a device (one seen before is a no-op): the arrivals of those new here.
     fn apply(&mut self, changes: &[Change], now_ms: i64) -> R<Vec<Arrival>>;
-    /// Adds (or, `present` false, removes) `device_id`'s reference from a request to a photo.
-    fn photo_ref(
+    /// Adds and removes `device_id`'s references from requests to photos.
+    fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()>;
+    /// Requests' changes (of `fields` only, if given), decoded, each request's in merge order.
+    fn load(
         &mut self,
-        sha256: &str,
-        request_id: &RequestId,
-        device_id: &str,
-        present: bool,
-    ) -> R<()>;
-    /// A request's changes (of `fields` only, if given), decoded, in merge order.
-    fn load(&mut self, request_id: &RequestId, fields: Option<&[Field]>) -> R<Vec<Change>>;
-    fn set_scope(&mut self, request_id: &RequestId, scope: &ScopeColumns) -> R<()>;
+        ids: &[RequestId],
+        fields: Option<&[Field]>,
+    ) -> R<HashMap<RequestId, Vec<Change>>>;
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()>;
     /// Moves a request's changes that arrived at or before `up_to` to the end of the arrival
     /// order, in their order, as if they arrived again: their new arrivals.
     fn arrive_again(&mut self, request_id: &RequestId, up_to: u64) -> R<Vec<Arrival>>;
-    /// Notes that everything up to the latest arrival had arrived by `now_ms` (compaction
-    /// drops only what arrived before its horizon).
-    fn mark_arrivals(&mut self, now_ms: i64) -> R<()>;
-    /// Files arrivals under feed keys.
-    fn file(&mut self, entries: &[(String, u64)]) -> R<()>;
+    /// Files arrivals under feed keys, and notes that everything up to the latest arrival had
+    /// arrived by `now_ms` (compaction drops only what arrived before its horizon).
+    fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()>;
 
     /// The latest arrival number marked as arrived by `at_ms`, forgetting older marks (they say
     /// nothing more).
@@ -97,17 +109,14 @@ pub trait Tx {
     /// than that, given before now, must resync in full.
     fn note_compaction(&mut self, reached: u64) -> R<()>;
 
-    /// The server's id and how far compaction has reached.
-    fn log_state(&mut self) -> R<LogState>;
-    /// The latest arrival number (0 for an empty log).
-    fn last_seq(&mut self) -> R<u64>;
-    /// Where a resident reported from, latest first, at most [`crate::scope::MAX_PLACES`].
-    fn reported_places(&mut self, device_id: &str) -> R<Vec<(f64, f64)>>;
-    fn scope_row(&mut self, request_id: &RequestId) -> R<Option<RequestScope>>;
-    /// Where a request is, if it is located.
-    fn place(&mut self, request_id: &RequestId) -> R<Option<(f64, f64)>>;
-    /// Public, open requests filed in `cell` not created by `not_by`, at most `limit`.
-    fn open_in_cell(&mut self, cell: &str, not_by: &str, limit: usize) -> R<Vec<RequestId>>;
+    /// What a pull starts from ([`PullContext`]); the places only if `places` (residents).
+    fn pull_context(&mut self, device_id: &str, places: bool) -> R<PullContext>;
+    /// The scope rows of the numbered requests among `ids`.
+    fn scope_rows(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, RequestScope>>;
+    /// Where the located requests among `ids` are.
+    fn places(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, (f64, f64)>>;
+    /// Public, open requests filed in any of `cells`, not created by `not_by`, at most `limit`.
+    fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>>;
     /// The changes filed under any of `keys` that arrived after `after`, each once, in arrival
     /// order, at most `limit`, with their arrival numbers. Reads about `limit` feed rows per key.
     fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>>;

@@ -41,19 +41,6 @@ fn fresh_database(server: &str) -> String {
         "curbside_test_{}",
         uuid::Uuid::new_v4().simple().to_string().get(..16).unwrap()
     );
-    let (admin_url, create) = (server.to_string(), format!("CREATE DATABASE {name}"));
-    // The client blocks on a runtime of its own: not on a thread that drives async tests.
-    std::thread::spawn(move || {
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("CURBSIDE_TEST_DATABASE {admin_url}: {e}"));
-        admin.batch_execute(&create).unwrap();
-    })
-    .join()
-    .unwrap();
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (server, String::new()),
-    };
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    format!("{base}/{name}{query}")
+    curbside_server::storage::postgres::create_database(server, &name)
+        .unwrap_or_else(|e| panic!("CURBSIDE_TEST_DATABASE {server}: {e}"))
 }

@@ -1,6 +1,6 @@
 //! The connections to PostgreSQL: one writer per instance on its own thread that commits many
 //! callers' writes in one transaction (one flush of the WAL for all of them), and a pool of
-//! readers, each read one snapshot. Instances on one database take turns at the log through a
+//! readers. Instances on one database take turns at the log through a
 //! row lock each write transaction takes first, so arrival numbers commit in their order: a
 //! cursor never passes a number that is still to become visible.
 //!
@@ -8,15 +8,14 @@
 //! after writing, or whose statement failed (PostgreSQL then refuses the rest of the
 //! transaction), rolls the batch back, and the batch runs again one write per transaction.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel, NoTls, Statement};
+use postgres::{Client, NoTls};
 
-use super::tx::PgTx;
+use super::tx::{Cache, PgTx};
 use crate::ServerError;
 
 /// Writes one commit takes at most: enough to share a flush, few enough that the first
@@ -27,10 +26,10 @@ const READERS: usize = 8;
 /// How long a read waits for a free reader before the caller is told to come back.
 const READ_WAIT: Duration = Duration::from_secs(10);
 
-/// A connection and the statements it has prepared, by their text.
+/// A connection and what it keeps between transactions.
 pub(super) struct Conn {
     pub client: Client,
-    pub statements: HashMap<&'static str, Statement>,
+    pub cache: Cache,
 }
 
 impl Conn {
@@ -40,7 +39,7 @@ impl Conn {
             .map_err(|e| ServerError::Internal(format!("database connection: {e}")))?;
         Ok(Conn {
             client,
-            statements: HashMap::new(),
+            cache: Cache::default(),
         })
     }
 }
@@ -190,29 +189,44 @@ fn together(
     conn: &mut Conn,
     batch: &mut [Box<dyn Job>],
 ) -> Result<Option<Result<(), String>>, postgres::Error> {
-    let Conn { client, statements } = conn;
+    let Conn { client, cache } = conn;
     let mut tx = client.transaction()?;
     tx.batch_execute(TURN)?;
     for job in batch.iter_mut() {
-        let mut pg = PgTx::new(&mut tx, statements);
+        let mut pg = PgTx::new(&mut tx, cache);
         if !job.run(&mut pg) && (pg.wrote() || pg.broke()) {
+            cache.rolled_back();
             tx.rollback()?;
             return Ok(None);
         }
     }
-    Ok(Some(tx.commit().map_err(|e| e.to_string())))
+    let committed = tx.commit().map_err(|e| e.to_string());
+    match committed {
+        Ok(()) => cache.committed(),
+        Err(_) => cache.rolled_back(),
+    }
+    Ok(Some(committed))
 }
 
 /// Runs one write in a transaction of its own.
 fn alone(conn: &mut Conn, job: &mut dyn Job) -> Result<(), String> {
-    let Conn { client, statements } = conn;
-    let mut tx = client.transaction().map_err(|e| e.to_string())?;
-    tx.batch_execute(TURN).map_err(|e| e.to_string())?;
-    if job.run(&mut PgTx::new(&mut tx, statements)) {
-        tx.commit().map_err(|e| e.to_string())
-    } else {
-        tx.rollback().map_err(|e| e.to_string())
+    let Conn { client, cache } = conn;
+    let outcome = (|| {
+        let mut tx = client.transaction().map_err(|e| e.to_string())?;
+        tx.batch_execute(TURN).map_err(|e| e.to_string())?;
+        if job.run(&mut PgTx::new(&mut tx, cache)) {
+            tx.commit().map_err(|e| e.to_string())?;
+            Ok(true)
+        } else {
+            tx.rollback().map_err(|e| e.to_string())?;
+            Ok(false)
+        }
+    })();
+    match outcome {
+        Ok(true) => cache.committed(),
+        _ => cache.rolled_back(),
     }
+    outcome.map(|_| ())
 }
 
 impl Drop for Readers {
@@ -223,7 +237,7 @@ impl Drop for Readers {
     }
 }
 
-/// Readers, each read one snapshot (repeatable read, read only).
+/// Readers: a pool of connections for statements that only read.
 pub(super) struct Readers {
     config: postgres::Config,
     /// Idle connections, and how many are open in all.
@@ -286,17 +300,12 @@ impl Readers {
         f: impl FnOnce(&mut PgTx) -> Result<T, ServerError>,
     ) -> Result<T, ServerError> {
         let mut conn = self.take()?;
+        // Each statement its own snapshot, with no transaction around them (two round trips
+        // fewer a read): a pull reads the log's end before its feed, and arrival numbers
+        // become visible in their order, so a later snapshot only ever sees more.
         let value = catch_unwind(AssertUnwindSafe(|| {
-            let Conn { client, statements } = &mut conn;
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let value = f(&mut PgTx::new(&mut tx, statements));
-            // Nothing to keep: ending it is all.
-            let _ = tx.rollback();
-            value
+            let Conn { client, cache } = &mut conn;
+            f(&mut PgTx::plain(client, cache))
         }))
         .unwrap_or_else(|_| Err(ServerError::Internal("a read panicked".into())));
         self.pool().0.push(conn);

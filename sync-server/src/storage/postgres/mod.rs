@@ -20,6 +20,7 @@ use curbside_core::{Catalog, Jurisdiction};
 use super::push::{self, Pushed};
 use super::tx::Tx;
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
+use crate::cursor::LogState;
 use crate::scope::{Device, RequestScope};
 use crate::ServerError;
 use conns::{Conn, Readers, Writer};
@@ -30,6 +31,8 @@ pub struct PgStorage {
     readers: Readers,
     wards: OnceLock<Arc<Jurisdiction>>,
     pseudonym_key: String,
+    /// Every instance's: cursors name it.
+    server_id: String,
 }
 
 /// Where a database is, for messages: never its password.
@@ -47,6 +50,30 @@ pub fn describe(config: &postgres::Config) -> String {
     )
 }
 
+/// Makes an empty database `name` on the PostgreSQL server at `server` (a URL naming any of
+/// its databases) and returns the new database's URL: for tests and benchmarks, which want a
+/// database each.
+pub fn create_database(server: &str, name: &str) -> Result<String, ServerError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ServerError::BadRequest(format!("database name {name:?}")));
+    }
+    let create = format!("CREATE DATABASE {name}");
+    super::where_it_may_block(|| {
+        let mut admin = postgres::Client::connect(server, postgres::NoTls)?;
+        admin.batch_execute(&create)?;
+        Ok::<_, ServerError>(())
+    })?;
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => base.to_string(),
+    };
+    Ok(format!("{base}/{name}{query}"))
+}
+
 impl PgStorage {
     /// Connects to the database at `url` (`postgres://user@host:port/db`), climbing the
     /// migration ladder if this server's schema is newer.
@@ -60,18 +87,24 @@ impl PgStorage {
             }
         }
         config.application_name("curbside-server");
+        // Every statement here is an index lookup (a request's work is bounded by its own
+        // limits). Statements are prepared once per connection, and a plan made while a table
+        // was small (a new database) would scan it for good once it is large: the planner is
+        // told to scan only where no index serves.
+        config.options("-c enable_seqscan=off");
         let place = describe(&config);
         let startup = |e: ServerError| ServerError::Startup(format!("{place}: {e}"));
-        let (conn, pseudonym_key) = super::where_it_may_block(|| {
+        let (conn, (pseudonym_key, server_id)) = super::where_it_may_block(|| {
             let mut conn = Conn::open(&config).map_err(startup)?;
-            let key = climb(&mut conn, now_ms, entropy).map_err(startup)?;
-            Ok::<_, ServerError>((conn, key))
+            let keys = climb(&mut conn, now_ms, entropy).map_err(startup)?;
+            Ok::<_, ServerError>((conn, keys))
         })?;
         Ok(PgStorage {
             writer: Writer::start(conn, config.clone()),
             readers: Readers::new(config),
             wards: OnceLock::new(),
             pseudonym_key,
+            server_id,
         })
     }
 
@@ -95,9 +128,14 @@ impl PgStorage {
 }
 
 /// Brings the schema up to this server's version, once whoever else is starting; makes the
-/// server's id, pseudonym key and replica the first time. Returns the pseudonym key.
-fn climb(conn: &mut Conn, now_ms: i64, entropy: &dyn Entropy) -> Result<String, ServerError> {
-    let Conn { client, statements } = conn;
+/// server's id, pseudonym key and replica the first time. Returns the pseudonym key and the
+/// server's id.
+fn climb(
+    conn: &mut Conn,
+    now_ms: i64,
+    entropy: &dyn Entropy,
+) -> Result<(String, String), ServerError> {
+    let Conn { client, cache } = conn;
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CLIMBING])?;
     let exists: bool = tx
@@ -119,7 +157,7 @@ fn climb(conn: &mut Conn, now_ms: i64, entropy: &dyn Entropy) -> Result<String, 
     for step in &schema::LADDER[version..] {
         tx.batch_execute(step)?;
     }
-    let mut pg = PgTx::new(&mut tx, statements);
+    let mut pg = PgTx::new(&mut tx, cache);
     pg.set_meta("schema_version", &schema::LADDER.len().to_string())?;
     if version == 0 {
         write_catalog(&mut pg, &Catalog::toronto(), now_ms)?;
@@ -140,8 +178,9 @@ fn climb(conn: &mut Conn, now_ms: i64, entropy: &dyn Entropy) -> Result<String, 
         )?;
     }
     let key = pg.meta("pseudonym_key")?.unwrap_or_default();
+    let server_id = pg.meta("server_id")?.unwrap_or_default();
     tx.commit()?;
-    Ok(key)
+    Ok((key, server_id))
 }
 
 fn write_catalog(tx: &mut PgTx, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
@@ -263,7 +302,14 @@ impl Storage for PgStorage {
 
     fn sync(&self, call: SyncCall) -> Result<SyncOutcome, ServerError> {
         // A cursor from elsewhere is refused before anything is written.
-        self.read(|tx| tx.log_state()?.position(call.cursor.as_deref()).map(|_| ()))?;
+        // (The server's id never changes: known without a read. Expiry is the pull's to
+        // judge, on the log as it then is.)
+        LogState {
+            server_id: self.server_id.clone(),
+            compacted_seq: 0,
+            compactions: 0,
+        }
+        .position(call.cursor.as_deref())?;
         let SyncCall {
             device,
             changes,
@@ -352,7 +398,7 @@ impl Storage for PgStorage {
     }
 
     fn reported_places(&self, device_id: &str) -> Result<Vec<(f64, f64)>, ServerError> {
-        self.read(|tx| tx.reported_places(device_id))
+        Ok(self.read(|tx| tx.pull_context(device_id, true))?.places)
     }
 
     fn photo_stored(

@@ -35,7 +35,9 @@ CREATE TABLE requests (
     lon                DOUBLE PRECISION,
     status             TEXT NOT NULL DEFAULT 'accepted',
     public             BOOLEAN NOT NULL DEFAULT TRUE,
-    cell               TEXT
+    cell               TEXT,
+    -- Changes ever logged for it (the bound on a resident's pushes), kept by the inserts.
+    changes            BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
 CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;
@@ -53,8 +55,10 @@ CREATE TABLE sync_changes (
     UNIQUE (request_id, replica, counter)
 );
 CREATE INDEX sync_changes_by_hlc ON sync_changes (hlc);
+-- A feed key is kept as 64 bits of its hash: two keys meeting only widen a pull, which the
+-- view then narrows change by change.
 CREATE TABLE feed (
-    key TEXT NOT NULL,
+    key BIGINT NOT NULL,
     seq BIGINT NOT NULL,
     PRIMARY KEY (key, seq)
 );

@@ -8,19 +8,53 @@ use curbside_core::sync::change::Columns;
 use curbside_core::sync::{merge, Change, Hlc, StoredChange};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
 use postgres::types::ToSql;
-use postgres::{Row, Statement, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::tx::{Arrival, Known, ScopeColumns, Tx, R};
+use crate::storage::tx::{Arrival, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 use crate::ServerError;
 
-/// A transaction on one connection, with that connection's prepared statements. It remembers
-/// whether anything was written and whether a statement failed: the writer then knows what
-/// a failed write left behind.
+/// What a connection keeps between transactions: its prepared statements, by their text, and
+/// the replica bindings it has read (a binding never changes, so once read it holds).
+#[derive(Default)]
+pub struct Cache {
+    pub statements: HashMap<&'static str, Statement>,
+    owners: HashMap<ReplicaId, String>,
+    /// Bindings read in the transaction under way: kept once it commits.
+    learned: Vec<(ReplicaId, String)>,
+}
+
+/// Bindings a connection remembers at most (then it starts again).
+const OWNERS: usize = 100_000;
+
+impl Cache {
+    /// The transaction committed: what it read of bindings is settled.
+    pub fn committed(&mut self) {
+        if self.owners.len() > OWNERS {
+            self.owners.clear();
+        }
+        self.owners.extend(self.learned.drain(..));
+    }
+
+    /// The transaction was rolled back: what it read may have been its own.
+    pub fn rolled_back(&mut self) {
+        self.learned.clear();
+    }
+}
+
+/// Where statements run: a transaction, or the connection itself (one statement, one snapshot).
+enum Session<'t, 'c> {
+    Tx(&'t mut Transaction<'c>),
+    Plain(&'t mut Client),
+}
+
+/// Statements on one connection, with its [`Cache`]. It remembers whether anything was
+/// written and whether a statement failed: the writer then knows what a failed write left
+/// behind.
 pub struct PgTx<'t, 'c> {
-    tx: &'t mut Transaction<'c>,
-    statements: &'t mut HashMap<&'static str, Statement>,
+    session: Session<'t, 'c>,
+    cache: &'t mut Cache,
     wrote: bool,
     broke: bool,
 }
@@ -67,24 +101,33 @@ fn arrivals(rows: Vec<Row>) -> R<Vec<Arrival>> {
     Ok(out)
 }
 
-fn scope_of(r: &Row) -> RequestScope {
+/// A request's scope from a row holding `created_by, ward, lat, lon, public` from `at` on.
+fn scope_of(r: &Row, at: usize) -> RequestScope {
     RequestScope {
-        created_by: r.get(0),
-        ward: r.get(1),
-        lat: r.get(2),
-        lon: r.get(3),
-        public: r.get(4),
+        created_by: r.get(at),
+        ward: r.get(at + 1),
+        lat: r.get(at + 2),
+        lon: r.get(at + 3),
+        public: r.get(at + 4),
     }
 }
 
 impl<'t, 'c> PgTx<'t, 'c> {
-    pub fn new(
-        tx: &'t mut Transaction<'c>,
-        statements: &'t mut HashMap<&'static str, Statement>,
-    ) -> Self {
+    /// Statements in a transaction.
+    pub fn new(tx: &'t mut Transaction<'c>, cache: &'t mut Cache) -> Self {
         PgTx {
-            tx,
-            statements,
+            session: Session::Tx(tx),
+            cache,
+            wrote: false,
+            broke: false,
+        }
+    }
+
+    /// Statements on their own, each its own snapshot: for reads of one statement.
+    pub fn plain(client: &'t mut Client, cache: &'t mut Cache) -> Self {
+        PgTx {
+            session: Session::Plain(client),
+            cache,
             wrote: false,
             broke: false,
         }
@@ -106,18 +149,26 @@ impl<'t, 'c> PgTx<'t, 'c> {
     }
 
     fn statement(&mut self, sql: &'static str) -> R<Statement> {
-        if let Some(s) = self.statements.get(sql) {
+        if let Some(s) = self.cache.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.tx.prepare(sql).map_err(|e| self.failed(e))?;
-        self.statements.insert(sql, s.clone());
+        let prepared = match &mut self.session {
+            Session::Tx(tx) => tx.prepare(sql),
+            Session::Plain(client) => client.prepare(sql),
+        };
+        let s = prepared.map_err(|e| self.failed(e))?;
+        self.cache.statements.insert(sql, s.clone());
         Ok(s)
     }
 
     /// Runs a statement that reads.
     pub fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<Vec<Row>> {
         let s = self.statement(sql)?;
-        self.tx.query(&s, params).map_err(|e| self.failed(e))
+        let rows = match &mut self.session {
+            Session::Tx(tx) => tx.query(&s, params),
+            Session::Plain(client) => client.query(&s, params),
+        };
+        rows.map_err(|e| self.failed(e))
     }
 
     pub fn query_opt(
@@ -151,17 +202,50 @@ impl<'t, 'c> PgTx<'t, 'c> {
     }
 }
 
+/// A feed key as the feed table keeps it: 64 bits of its SHA-256.
+fn feed_key(key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// Request ids as the text the tables keep.
+fn texts(ids: &[RequestId]) -> Vec<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+fn request_id(r: &Row, at: usize) -> R<RequestId> {
+    RequestId::parse(r.get(at))
+        .map_err(|e| ServerError::Internal(format!("stored request id: {e}")))
+}
+
 impl Tx for PgTx<'_, '_> {
     fn replica_owners(&mut self, replicas: &[&ReplicaId]) -> R<HashMap<ReplicaId, String>> {
-        let ids: Vec<&str> = replicas.iter().map(|r| r.as_str()).collect();
+        let mut out = HashMap::new();
+        let mut unknown = Vec::new();
+        for r in replicas {
+            match self.cache.owners.get(*r) {
+                Some(owner) => {
+                    out.insert((*r).clone(), owner.clone());
+                }
+                None => unknown.push(r.as_str()),
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(out);
+        }
         let rows = self.query(
             "SELECT replica, device_id FROM replicas WHERE replica = ANY($1)",
-            &[&ids],
+            &[&unknown],
         )?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((ReplicaId::parse(r.get(0))?, r.get(1))))
-            .collect())
+        for r in &rows {
+            if let Some(replica) = ReplicaId::parse(r.get(0)) {
+                let owner: String = r.get(1);
+                self.cache.learned.push((replica.clone(), owner.clone()));
+                out.insert(replica, owner);
+            }
+        }
+        Ok(out)
     }
 
     fn replicas_of(&mut self, device_id: &str) -> R<Vec<ReplicaId>> {
@@ -175,55 +259,76 @@ impl Tx for PgTx<'_, '_> {
             .collect())
     }
 
-    fn bind_replica(&mut self, replica: &ReplicaId, device_id: &str) -> R<()> {
+    fn bind_replicas(&mut self, replicas: &[&ReplicaId], device_id: &str) -> R<()> {
+        let ids: Vec<&str> = replicas.iter().map(|r| r.as_str()).collect();
         self.write(
-            "INSERT INTO replicas (replica, device_id) VALUES ($1, $2)",
-            &[&replica.as_str(), &device_id],
+            "INSERT INTO replicas (replica, device_id) SELECT unnest($1::text[]), $2",
+            &[&ids, &device_id],
         )?;
         Ok(())
     }
 
-    fn known(&mut self, request_id: &RequestId, count: bool) -> R<Option<Known>> {
-        let row = self.query_opt(
-            "SELECT r.created_by, r.ward, r.lat, r.lon, r.public, r.service_request_id,
-                    CASE WHEN $2 THEN (SELECT count(*) FROM sync_changes c
-                                       WHERE c.request_id = r.request_id)
-                         ELSE 0 END
-             FROM requests r WHERE r.request_id = $1",
-            &[&request_id.to_string(), &count],
+    fn known(&mut self, ids: &[RequestId], _count: bool) -> R<HashMap<RequestId, Known>> {
+        let rows = self.query(
+            "SELECT r.request_id, r.created_by, r.ward, r.lat, r.lon, r.public,
+                    r.service_request_id,
+                    r.changes
+             FROM requests r WHERE r.request_id = ANY($1)",
+            &[&texts(ids)],
         )?;
-        Ok(row.map(|r| Known {
-            scope: scope_of(&r),
-            number: r.get(5),
-            changes: r.get::<_, i64>(6) as u64,
-        }))
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    request_id(r, 0)?,
+                    Known {
+                        scope: scope_of(r, 1),
+                        number: r.get(6),
+                        changes: r.get::<_, i64>(7) as u64,
+                    },
+                ))
+            })
+            .collect()
     }
 
-    fn number(&mut self, request_id: &RequestId, device_id: &str, now_ms: i64) -> R<i64> {
+    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
         let rows = self.write(
             "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
-             VALUES ($1, nextval('request_numbers'), $2, $3) RETURNING service_request_id",
-            &[&request_id.to_string(), &device_id, &now_ms],
+             SELECT t.id, nextval('request_numbers'), $2, $3
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n
+             RETURNING request_id, service_request_id",
+            &[&texts(ids), &device_id, &now_ms],
         )?;
-        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        let numbers: HashMap<RequestId, i64> = rows
+            .iter()
+            .map(|r| Ok((request_id(r, 0)?, r.get(1))))
+            .collect::<R<_>>()?;
+        Ok(ids
+            .iter()
+            .map(|id| numbers.get(id).copied().unwrap_or_default())
+            .collect())
     }
 
-    fn record_own(
-        &mut self,
-        request_id: &RequestId,
-        value: FieldValue,
-        now_ms: i64,
-    ) -> R<Vec<Arrival>> {
+    fn record_own(&mut self, values: &[(RequestId, FieldValue)], now_ms: i64) -> R<Vec<Arrival>> {
+        let ids: Vec<String> = values.iter().map(|(id, _)| id.to_string()).collect();
+        let fields: Vec<String> = values
+            .iter()
+            .map(|(_, v)| v.field().name().into_owned())
+            .collect();
+        let texts: Vec<String> = values.iter().map(|(_, v)| v.to_json_text()).collect();
         // The server's replica is every instance's: its counter is a sequence they share.
         let rows = self.write(
             "INSERT INTO sync_changes (seq, request_id, replica, counter, field, value, hlc)
-             SELECT nextval('arrival_numbers'), $1, m.value, nextval('own_counter'), $2, $3, $4
-             FROM meta m WHERE m.key = 'replica_id'
+             SELECT nextval('arrival_numbers'), v.request_id, m.value, nextval('own_counter'),
+                    v.field, v.value, $4
+             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                  AS v(request_id, field, value, n)
+             CROSS JOIN meta m WHERE m.key = 'replica_id'
+             ORDER BY v.n
              RETURNING seq, request_id",
             &[
-                &request_id.to_string(),
-                &value.field().name().as_ref(),
-                &value.to_json_text(),
+                &ids,
+                &fields,
+                &texts,
                 &(Hlc::new(now_ms.max(0) as u64, 0).0 as i64),
             ],
         )?;
@@ -251,15 +356,22 @@ impl Tx for PgTx<'_, '_> {
             replaced.push(c.replaced.map(|h| h.0 as i64));
         }
         let rows = self.write(
-            "INSERT INTO sync_changes (seq, request_id, replica, counter, field, value, hlc, replaced)
-             SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
-                    c.value, c.hlc, c.replaced
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[],
-                         $7::int8[]) WITH ORDINALITY
-                  AS c(request_id, replica, counter, field, value, hlc, replaced, n)
-             ORDER BY c.n
-             ON CONFLICT (request_id, replica, counter) DO NOTHING
-             RETURNING seq, request_id",
+            "WITH logged AS (
+                 INSERT INTO sync_changes
+                     (seq, request_id, replica, counter, field, value, hlc, replaced)
+                 SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
+                        c.value, c.hlc, c.replaced
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                             $6::int8[], $7::int8[]) WITH ORDINALITY
+                      AS c(request_id, replica, counter, field, value, hlc, replaced, n)
+                 ORDER BY c.n
+                 ON CONFLICT (request_id, replica, counter) DO NOTHING
+                 RETURNING seq, request_id),
+             counted AS (
+                 UPDATE requests r SET changes = r.changes + l.n
+                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
+                 WHERE r.request_id = l.request_id)
+             SELECT seq, request_id FROM logged",
             &[
                 &requests, &replicas, &counters, &fields, &values, &hlcs, &replaced,
             ],
@@ -267,61 +379,77 @@ impl Tx for PgTx<'_, '_> {
         arrivals(rows)
     }
 
-    fn photo_ref(
-        &mut self,
-        sha256: &str,
-        request_id: &RequestId,
-        device_id: &str,
-        present: bool,
-    ) -> R<()> {
-        let sql = if present {
-            "INSERT INTO photo_refs (sha256, request_id, device_id) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING"
-        } else {
-            "DELETE FROM photo_refs WHERE sha256 = $1 AND request_id = $2 AND device_id = $3"
-        };
-        self.write(sql, &[&sha256, &request_id.to_string(), &device_id])?;
+    fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()> {
+        for present in [true, false] {
+            let (shas, ids): (Vec<&str>, Vec<String>) = edits
+                .iter()
+                .filter(|e| e.present == present)
+                .map(|e| (e.sha256.as_str(), e.request_id.to_string()))
+                .unzip();
+            if shas.is_empty() {
+                continue;
+            }
+            let sql = if present {
+                "INSERT INTO photo_refs (sha256, request_id, device_id)
+                 SELECT s, r, $3 FROM unnest($1::text[], $2::text[]) AS t(s, r)
+                 ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM photo_refs p USING unnest($1::text[], $2::text[]) AS t(s, r)
+                 WHERE p.sha256 = t.s AND p.request_id = t.r AND p.device_id = $3"
+            };
+            self.write(sql, &[&shas, &ids, &device_id])?;
+        }
         Ok(())
     }
 
-    fn load(&mut self, request_id: &RequestId, fields: Option<&[Field]>) -> R<Vec<Change>> {
-        let id = request_id.to_string();
+    fn load(
+        &mut self,
+        ids: &[RequestId],
+        fields: Option<&[Field]>,
+    ) -> R<HashMap<RequestId, Vec<Change>>> {
+        let ids = texts(ids);
         let rows = match fields {
             Some(fields) => {
                 let names: Vec<String> = fields.iter().map(|f| f.name().into_owned()).collect();
                 self.query(
                     "SELECT request_id, replica, counter, field, value, hlc, replaced
-                     FROM sync_changes WHERE request_id = $1 AND field = ANY($2)",
-                    &[&id, &names],
+                     FROM sync_changes WHERE request_id = ANY($1) AND field = ANY($2)",
+                    &[&ids, &names],
                 )?
             }
             None => self.query(
                 "SELECT request_id, replica, counter, field, value, hlc, replaced
-                 FROM sync_changes WHERE request_id = $1",
-                &[&id],
+                 FROM sync_changes WHERE request_id = ANY($1)",
+                &[&ids],
             )?,
         };
-        let mut out = rows
-            .iter()
-            .map(|r| columns(r, 0).change().map_err(stored))
-            .collect::<R<Vec<_>>>()?;
-        merge::sort(&mut out);
+        let mut out: HashMap<RequestId, Vec<Change>> = HashMap::new();
+        for r in &rows {
+            let c = columns(r, 0).change().map_err(stored)?;
+            out.entry(c.request_id).or_default().push(c);
+        }
+        for changes in out.values_mut() {
+            merge::sort(changes);
+        }
         Ok(out)
     }
 
-    fn set_scope(&mut self, request_id: &RequestId, s: &ScopeColumns) -> R<()> {
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()> {
+        let ids: Vec<String> = scopes.iter().map(|(id, _)| id.to_string()).collect();
+        let lats: Vec<Option<f64>> = scopes.iter().map(|(_, s)| s.lat).collect();
+        let lons: Vec<Option<f64>> = scopes.iter().map(|(_, s)| s.lon).collect();
+        let wards: Vec<Option<&str>> = scopes.iter().map(|(_, s)| s.ward.as_deref()).collect();
+        let statuses: Vec<&str> = scopes.iter().map(|(_, s)| s.status).collect();
+        let public: Vec<bool> = scopes.iter().map(|(_, s)| s.public).collect();
+        let cells: Vec<Option<&str>> = scopes.iter().map(|(_, s)| s.cell.as_deref()).collect();
         self.write(
-            "UPDATE requests SET lat = $2, lon = $3, ward = $4, status = $5, public = $6, cell = $7
-             WHERE request_id = $1",
-            &[
-                &request_id.to_string(),
-                &s.lat,
-                &s.lon,
-                &s.ward,
-                &s.status,
-                &s.public,
-                &s.cell,
-            ],
+            "UPDATE requests r
+             SET lat = v.lat, lon = v.lon, ward = v.ward, status = v.status, public = v.public,
+                 cell = v.cell
+             FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[], $5::text[],
+                         $6::bool[], $7::text[]) AS v(id, lat, lon, ward, status, public, cell)
+             WHERE r.request_id = v.id",
+            &[&ids, &lats, &lons, &wards, &statuses, &public, &cells],
         )?;
         Ok(())
     }
@@ -340,14 +468,13 @@ impl Tx for PgTx<'_, '_> {
         }
         // A run of new numbers, in the old order. Only one writer holds the log's turn, so
         // nobody else draws from the sequence meanwhile.
-        let first: i64 = self
-            .write("SELECT nextval('arrival_numbers')", &[])?
-            .first()
-            .map(|r| r.get(0))
-            .unwrap_or_default();
-        let last = first + old.len() as i64 - 1;
-        self.write("SELECT setval('arrival_numbers', $1)", &[&last])?;
-        let new: Vec<i64> = (first..=last).collect();
+        let rows = self.write(
+            "WITH n AS (SELECT nextval('arrival_numbers') AS first)
+             SELECT first, setval('arrival_numbers', first + $1 - 1) FROM n",
+            &[&(old.len() as i64)],
+        )?;
+        let first: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        let new: Vec<i64> = (first..first + old.len() as i64).collect();
         let rows = self.write(
             "UPDATE sync_changes c SET seq = m.new
              FROM unnest($1::int8[], $2::int8[]) AS m(old, new)
@@ -358,26 +485,17 @@ impl Tx for PgTx<'_, '_> {
         arrivals(rows)
     }
 
-    fn mark_arrivals(&mut self, now_ms: i64) -> R<()> {
-        self.write(
-            "INSERT INTO arrivals (seq, at_ms) SELECT max(seq), $1 FROM sync_changes
-             HAVING max(seq) IS NOT NULL
-             ON CONFLICT (seq) DO UPDATE SET at_ms = excluded.at_ms",
-            &[&now_ms],
-        )?;
-        Ok(())
-    }
-
-    fn file(&mut self, entries: &[(String, u64)]) -> R<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()> {
+        let keys: Vec<i64> = entries.iter().map(|(k, _)| feed_key(k)).collect();
         let seqs: Vec<i64> = entries.iter().map(|(_, s)| *s as i64).collect();
         self.write(
-            "INSERT INTO feed (key, seq) SELECT * FROM unnest($1::text[], $2::int8[])
-             ON CONFLICT DO NOTHING",
-            &[&keys, &seqs],
+            "WITH filed AS (
+                 INSERT INTO feed (key, seq) SELECT * FROM unnest($1::int8[], $2::int8[])
+                 ON CONFLICT DO NOTHING)
+             INSERT INTO arrivals (seq, at_ms) SELECT max(seq), $3 FROM sync_changes
+             HAVING max(seq) IS NOT NULL
+             ON CONFLICT (seq) DO UPDATE SET at_ms = excluded.at_ms",
+            &[&keys, &seqs, &now_ms],
         )?;
         Ok(())
     }
@@ -441,72 +559,81 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
-    fn log_state(&mut self) -> R<LogState> {
-        let rows = self.query(
-            "SELECT key, value FROM meta
-             WHERE key IN ('server_id', 'compacted_seq', 'compactions')",
-            &[],
-        )?;
-        let mut state = LogState {
-            server_id: String::new(),
-            compacted_seq: 0,
-            compactions: 0,
+    fn pull_context(&mut self, device_id: &str, places: bool) -> R<PullContext> {
+        let row = self
+            .query_opt(
+                "SELECT (SELECT value FROM meta WHERE key = 'server_id'),
+                    (SELECT value FROM meta WHERE key = 'compacted_seq'),
+                    (SELECT value FROM meta WHERE key = 'compactions'),
+                    (SELECT COALESCE(max(seq), 0) FROM sync_changes),
+                    ARRAY(SELECT replica FROM replicas WHERE device_id = $1),
+                    p.lats, p.lons
+             FROM (SELECT array_agg(lat ORDER BY created_at DESC) AS lats,
+                          array_agg(lon ORDER BY created_at DESC) AS lons
+                   FROM (SELECT lat, lon, created_at FROM requests
+                         WHERE $2 AND created_by = $1 AND lat IS NOT NULL
+                         ORDER BY created_at DESC LIMIT $3) q) p",
+                &[&device_id, &places, &(scope::MAX_PLACES as i64)],
+            )?
+            .ok_or_else(|| ServerError::Internal("the log's state is missing".into()))?;
+        let number = |i: usize| -> u64 {
+            row.get::<_, Option<&str>>(i)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
         };
-        for r in rows {
-            let value: &str = r.get(1);
-            match r.get::<_, &str>(0) {
-                "server_id" => state.server_id = value.to_string(),
-                "compacted_seq" => state.compacted_seq = value.parse().unwrap_or(0),
-                _ => state.compactions = value.parse().unwrap_or(0),
-            }
-        }
-        Ok(state)
+        let replicas: Vec<String> = row.get(4);
+        let lats: Option<Vec<f64>> = row.get(5);
+        let lons: Option<Vec<f64>> = row.get(6);
+        Ok(PullContext {
+            state: LogState {
+                server_id: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                compacted_seq: number(1),
+                compactions: number(2),
+            },
+            end: row.get::<_, i64>(3) as u64,
+            places: lats
+                .unwrap_or_default()
+                .into_iter()
+                .zip(lons.unwrap_or_default())
+                .collect(),
+            own: replicas
+                .iter()
+                .filter_map(|r| ReplicaId::parse(r))
+                .collect(),
+        })
     }
 
-    fn last_seq(&mut self) -> R<u64> {
-        let row = self.query_opt("SELECT COALESCE(max(seq), 0) FROM sync_changes", &[])?;
-        Ok(row.map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
-    }
-
-    fn reported_places(&mut self, device_id: &str) -> R<Vec<(f64, f64)>> {
+    fn scope_rows(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, RequestScope>> {
         let rows = self.query(
-            "SELECT lat, lon FROM requests WHERE created_by = $1 AND lat IS NOT NULL
-             ORDER BY created_at DESC LIMIT $2",
-            &[&device_id, &(scope::MAX_PLACES as i64)],
+            "SELECT request_id, created_by, ward, lat, lon, public FROM requests
+             WHERE request_id = ANY($1)",
+            &[&texts(ids)],
         )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter()
+            .map(|r| Ok((request_id(r, 0)?, scope_of(r, 1))))
+            .collect()
     }
 
-    fn scope_row(&mut self, request_id: &RequestId) -> R<Option<RequestScope>> {
-        Ok(self
-            .query_opt(
-                "SELECT created_by, ward, lat, lon, public FROM requests WHERE request_id = $1",
-                &[&request_id.to_string()],
-            )?
-            .map(|r| scope_of(&r)))
+    fn places(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, (f64, f64)>> {
+        let rows = self.query(
+            "SELECT request_id, lat, lon FROM requests
+             WHERE request_id = ANY($1) AND lat IS NOT NULL",
+            &[&texts(ids)],
+        )?;
+        rows.iter()
+            .map(|r| Ok((request_id(r, 0)?, (r.get(1), r.get(2)))))
+            .collect()
     }
 
-    fn place(&mut self, request_id: &RequestId) -> R<Option<(f64, f64)>> {
-        Ok(self
-            .query_opt(
-                "SELECT lat, lon FROM requests WHERE request_id = $1 AND lat IS NOT NULL",
-                &[&request_id.to_string()],
-            )?
-            .map(|r| (r.get(0), r.get(1))))
-    }
-
-    fn open_in_cell(&mut self, cell: &str, not_by: &str, limit: usize) -> R<Vec<RequestId>> {
+    fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>> {
         let rows = self.query(
             "SELECT request_id FROM requests
-             WHERE cell = $1 AND public AND status NOT IN ('completed', 'cancelled')
+             WHERE cell = ANY($1) AND public AND status NOT IN ('completed', 'cancelled')
                AND created_by <> $2
              LIMIT $3",
-            &[&cell, &not_by, &(limit as i64)],
+            &[&cells, &not_by, &(limit as i64)],
         )?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| RequestId::parse(r.get(0)).ok())
-            .collect())
+        rows.iter().map(|r| request_id(r, 0)).collect()
     }
 
     /// Each key's feed read from its index up to `limit` rows (those whose change is still
@@ -514,14 +641,18 @@ impl Tx for PgTx<'_, '_> {
     fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>> {
         let rows = self.query(
             "SELECT f.seq, c.request_id, c.replica, c.counter, c.field, c.value, c.hlc, c.replaced
-             FROM (SELECT DISTINCT s.seq FROM unnest($1::text[]) AS k(key)
+             FROM (SELECT DISTINCT s.seq FROM unnest($1::int8[]) AS k(key)
                    CROSS JOIN LATERAL (
                        SELECT f.seq FROM feed f JOIN sync_changes c ON c.seq = f.seq
                        WHERE f.key = k.key AND f.seq > $2 ORDER BY f.seq LIMIT $3) s
                    ORDER BY s.seq LIMIT $3) f
              JOIN sync_changes c ON c.seq = f.seq
              ORDER BY f.seq",
-            &[&keys, &(after as i64), &(limit as i64)],
+            &[
+                &keys.iter().map(|k| feed_key(k)).collect::<Vec<_>>(),
+                &(after as i64),
+                &(limit as i64),
+            ],
         )?;
         rows.iter()
             .map(|r| {

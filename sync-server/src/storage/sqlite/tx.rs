@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::tx::{Arrival, Known, ScopeColumns, Tx, R};
+use crate::storage::tx::{Arrival, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
 pub(super) const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
@@ -82,62 +82,66 @@ impl Tx for SqliteTx<'_> {
             .collect())
     }
 
-    fn bind_replica(&mut self, replica: &ReplicaId, device_id: &str) -> R<()> {
-        self.0
-            .prepare_cached("INSERT INTO replicas (replica, device_id) VALUES (?1, ?2)")?
-            .execute(params![replica.as_str(), device_id])?;
+    fn bind_replicas(&mut self, replicas: &[&ReplicaId], device_id: &str) -> R<()> {
+        let mut insert = self
+            .0
+            .prepare_cached("INSERT INTO replicas (replica, device_id) VALUES (?1, ?2)")?;
+        for replica in replicas {
+            insert.execute(params![replica.as_str(), device_id])?;
+        }
         Ok(())
     }
 
-    fn known(&mut self, request_id: &RequestId, count: bool) -> R<Option<Known>> {
-        let found: Option<(RequestScope, i64)> = self
-            .0
-            .prepare_cached(&format!(
-                "SELECT {SCOPE_COLUMNS}, r.service_request_id FROM requests r
-                 WHERE r.request_id = ?1"
-            ))?
-            .query_row([request_id.to_string()], |r| {
-                Ok((scope_from_row(r)?, r.get(5)?))
-            })
-            .optional()?;
-        let Some((scope, number)) = found else {
-            return Ok(None);
-        };
-        let changes = if count {
-            log::count(self.0, request_id)?
-        } else {
-            0
-        };
-        Ok(Some(Known {
-            scope,
-            number,
-            changes,
-        }))
+    fn known(&mut self, ids: &[RequestId], count: bool) -> R<HashMap<RequestId, Known>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {SCOPE_COLUMNS}, r.service_request_id FROM requests r
+             WHERE r.request_id = ?1"
+        ))?;
+        let mut out = HashMap::new();
+        for id in ids {
+            let found: Option<(RequestScope, i64)> = stmt
+                .query_row([id.to_string()], |r| Ok((scope_from_row(r)?, r.get(5)?)))
+                .optional()?;
+            let Some((scope, number)) = found else {
+                continue;
+            };
+            let changes = if count { log::count(self.0, id)? } else { 0 };
+            out.insert(
+                *id,
+                Known {
+                    scope,
+                    number,
+                    changes,
+                },
+            );
+        }
+        Ok(out)
     }
 
-    fn number(&mut self, request_id: &RequestId, device_id: &str, now_ms: i64) -> R<i64> {
-        let number: i64 = self.0.query_row(
+    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
+        let first: i64 = self.0.query_row(
             "SELECT COALESCE(MAX(service_request_id), 100000) + 1 FROM requests",
             [],
             |r| r.get(0),
         )?;
-        self.0
-            .prepare_cached(
-                "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![request_id.to_string(), number, device_id, now_ms])?;
-        Ok(number)
+        let mut insert = self.0.prepare_cached(
+            "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            let number = first + k as i64;
+            insert.execute(params![id.to_string(), number, device_id, now_ms])?;
+            out.push(number);
+        }
+        Ok(out)
     }
 
-    fn record_own(
-        &mut self,
-        request_id: &RequestId,
-        value: FieldValue,
-        now_ms: i64,
-    ) -> R<Vec<Arrival>> {
+    fn record_own(&mut self, values: &[(RequestId, FieldValue)], now_ms: i64) -> R<Vec<Arrival>> {
         let before = log::last_seq(self.0)?;
-        log::record(self.0, *request_id, vec![value], now_ms, log::Outbox::None)?;
+        for (id, value) in values {
+            log::record(self.0, *id, vec![value.clone()], now_ms, log::Outbox::None)?;
+        }
         self.since(before)
     }
 
@@ -147,40 +151,47 @@ impl Tx for SqliteTx<'_> {
         self.since(before)
     }
 
-    fn photo_ref(
-        &mut self,
-        sha256: &str,
-        request_id: &RequestId,
-        device_id: &str,
-        present: bool,
-    ) -> R<()> {
-        let sql = if present {
-            "INSERT OR IGNORE INTO photo_refs (sha256, request_id, device_id) VALUES (?1, ?2, ?3)"
-        } else {
-            "DELETE FROM photo_refs WHERE sha256 = ?1 AND request_id = ?2 AND device_id = ?3"
-        };
-        self.0
-            .prepare_cached(sql)?
-            .execute(params![sha256, request_id.to_string(), device_id])?;
+    fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()> {
+        for e in edits {
+            let sql = if e.present {
+                "INSERT OR IGNORE INTO photo_refs (sha256, request_id, device_id) VALUES (?1, ?2, ?3)"
+            } else {
+                "DELETE FROM photo_refs WHERE sha256 = ?1 AND request_id = ?2 AND device_id = ?3"
+            };
+            self.0.prepare_cached(sql)?.execute(params![
+                e.sha256,
+                e.request_id.to_string(),
+                device_id
+            ])?;
+        }
         Ok(())
     }
 
-    fn load(&mut self, request_id: &RequestId, fields: Option<&[Field]>) -> R<Vec<Change>> {
-        Ok(match fields {
-            Some(fields) => log::load_fields(self.0, request_id, fields)?,
-            None => log::load(self.0, request_id)?,
-        })
+    fn load(
+        &mut self,
+        ids: &[RequestId],
+        fields: Option<&[Field]>,
+    ) -> R<HashMap<RequestId, Vec<Change>>> {
+        let mut out = HashMap::new();
+        for id in ids {
+            let changes = match fields {
+                Some(fields) => log::load_fields(self.0, id, fields)?,
+                None => log::load(self.0, id)?,
+            };
+            out.insert(*id, changes);
+        }
+        Ok(out)
     }
 
-    fn set_scope(&mut self, request_id: &RequestId, s: &ScopeColumns) -> R<()> {
-        self.0
-            .prepare_cached(
-                "UPDATE requests SET lat = ?2, lon = ?3, ward = ?4, status = ?5, public = ?6,
-                                     cell = ?7
-                 WHERE request_id = ?1",
-            )?
-            .execute(params![
-                request_id.to_string(),
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()> {
+        let mut update = self.0.prepare_cached(
+            "UPDATE requests SET lat = ?2, lon = ?3, ward = ?4, status = ?5, public = ?6,
+                                 cell = ?7
+             WHERE request_id = ?1",
+        )?;
+        for (id, s) in scopes {
+            update.execute(params![
+                id.to_string(),
                 s.lat,
                 s.lon,
                 s.ward,
@@ -188,6 +199,7 @@ impl Tx for SqliteTx<'_> {
                 s.public,
                 s.cell
             ])?;
+        }
         Ok(())
     }
 
@@ -197,22 +209,18 @@ impl Tx for SqliteTx<'_> {
         self.since(before)
     }
 
-    fn mark_arrivals(&mut self, now_ms: i64) -> R<()> {
-        self.0
-            .prepare_cached(
-                "INSERT OR REPLACE INTO arrivals (seq, at_ms) SELECT MAX(seq), ?1 FROM sync_changes",
-            )?
-            .execute([now_ms])?;
-        Ok(())
-    }
-
-    fn file(&mut self, entries: &[(String, u64)]) -> R<()> {
+    fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()> {
         let mut insert = self
             .0
             .prepare_cached("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
         for (key, seq) in entries {
             insert.execute(params![key, *seq as i64])?;
         }
+        self.0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO arrivals (seq, at_ms) SELECT MAX(seq), ?1 FROM sync_changes",
+            )?
+            .execute([now_ms])?;
         Ok(())
     }
 
@@ -260,53 +268,70 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn log_state(&mut self) -> R<LogState> {
-        log_state(self.0)
+    fn pull_context(&mut self, device_id: &str, places: bool) -> R<PullContext> {
+        Ok(PullContext {
+            state: log_state(self.0)?,
+            end: log::last_seq(self.0)?,
+            places: if places {
+                reported_places(self.0, device_id)?
+            } else {
+                Vec::new()
+            },
+            own: self.replicas_of(device_id)?,
+        })
     }
 
-    fn last_seq(&mut self) -> R<u64> {
-        Ok(log::last_seq(self.0)?)
+    fn scope_rows(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, RequestScope>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {SCOPE_COLUMNS} FROM requests r WHERE r.request_id = ?1"
+        ))?;
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(row) = stmt
+                .query_row([id.to_string()], scope_from_row)
+                .optional()?
+            {
+                out.insert(*id, row);
+            }
+        }
+        Ok(out)
     }
 
-    fn reported_places(&mut self, device_id: &str) -> R<Vec<(f64, f64)>> {
-        reported_places(self.0, device_id)
+    fn places(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, (f64, f64)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT lat, lon FROM requests WHERE request_id = ?1 AND lat IS NOT NULL",
+        )?;
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(place) = stmt
+                .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            {
+                out.insert(*id, place);
+            }
+        }
+        Ok(out)
     }
 
-    fn scope_row(&mut self, request_id: &RequestId) -> R<Option<RequestScope>> {
-        Ok(self
-            .0
-            .prepare_cached(&format!(
-                "SELECT {SCOPE_COLUMNS} FROM requests r WHERE r.request_id = ?1"
-            ))?
-            .query_row([request_id.to_string()], scope_from_row)
-            .optional()?)
-    }
-
-    fn place(&mut self, request_id: &RequestId) -> R<Option<(f64, f64)>> {
-        Ok(self
-            .0
-            .prepare_cached(
-                "SELECT lat, lon FROM requests WHERE request_id = ?1 AND lat IS NOT NULL",
-            )?
-            .query_row([request_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
-
-    fn open_in_cell(&mut self, cell: &str, not_by: &str, limit: usize) -> R<Vec<RequestId>> {
-        let ids: Vec<String> = self
-            .0
-            .prepare_cached(
-                "SELECT request_id FROM requests
-                 WHERE cell = ?1 AND public AND status NOT IN ('completed', 'cancelled')
-                   AND created_by <> ?2
-                 LIMIT ?3",
-            )?
-            .query_map(params![cell, not_by, limit as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| RequestId::parse(id).ok())
-            .collect())
+    fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT request_id FROM requests
+             WHERE cell = ?1 AND public AND status NOT IN ('completed', 'cancelled')
+               AND created_by <> ?2
+             LIMIT ?3",
+        )?;
+        let mut out = Vec::new();
+        for cell in cells {
+            let ids: Vec<String> = stmt
+                .query_map(params![cell, not_by, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            out.extend(ids.iter().filter_map(|id| RequestId::parse(id).ok()));
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// One stream per key (the feed row joined to its change), merged by arrival number.
