@@ -60,6 +60,9 @@ pub struct AppState {
     pub retention_days: u32,
     /// Changes one pull page carries at most ([`PAGE`] unless a test pages finer).
     pub page: usize,
+    /// The last readiness check and when it ran: `/readyz` writes to storage at most once a
+    /// second, however often it is asked (it needs no token).
+    ready: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ impl AppState {
             data_dir: config.data_dir.clone(),
             retention_days: config.retention_days,
             page: PAGE,
+            ready: std::sync::Mutex::new(None),
         })
     }
 }
@@ -212,16 +216,33 @@ async fn readyz(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match blocking(&state, |s| s.storage.writable()).await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "not ready: storage refuses writes");
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "storage unavailable" })),
-            )
-                .into_response()
+    let ready = blocking(&state, |s| {
+        let mut last = s.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, ready)) = *last {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return Ok(ready);
+            }
         }
+        let ready = match s.storage.writable() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "not ready: storage refuses writes");
+                false
+            }
+        };
+        *last = Some((std::time::Instant::now(), ready));
+        Ok(ready)
+    })
+    .await
+    .unwrap_or(false);
+    if ready {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "storage unavailable" })),
+        )
+            .into_response()
     }
 }
 

@@ -211,6 +211,11 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         (Some(resident.as_str()), json!({"cursor": "another-server:12"}).to_string(), StatusCode::CONFLICT),
         (Some(resident.as_str()), json!({"changes": [{"id": "x:1", "request_id": id, "field": "colour", "value": "red", "hlc": 1, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
         (Some(resident.as_str()), json!({"changes": [{"id": "x:2", "request_id": "0190f3a0-0000-7000-8000-000000000009", "field": "description", "value": "orphan", "hlc": now_hlc, "replica": "x"}]}).to_string(), StatusCode::NOT_FOUND),
+        // Control characters (a NUL a database would refuse midway) in a replica id, an
+        // attribute's code; a removed photo that names no photo.
+        (Some(resident.as_str()), json!({"changes": [{"id": "x\u{0}:3", "request_id": id, "field": "description", "value": "nul", "hlc": now_hlc, "replica": "x\u{0}"}]}).to_string(), StatusCode::BAD_REQUEST),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:4", "request_id": id, "field": "attr:SIZE\u{0}", "value": ["large"], "hlc": now_hlc, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
+        (Some(resident.as_str()), json!({"changes": [{"id": "x:5", "request_id": id, "field": "photo_remove", "value": "../../etc/passwd", "hlc": now_hlc, "replica": "x"}]}).to_string(), StatusCode::BAD_REQUEST),
     ] {
         let (status, v) = post(&server, "/v1/sync", token, &body).await;
         assert_eq!(status, expected, "{body}: {v}");

@@ -404,6 +404,7 @@ fn new_reports(
     reports: usize,
     first: usize,
     base_ms: u64,
+    offset: f64,
 ) -> Vec<Vec<curbside_core::sync::WireChange>> {
     let per_push = 5;
     (0..reports / per_push)
@@ -419,8 +420,8 @@ fn new_reports(
                     let (row, col) = ((i / 45) as f64 - 22.0, (i % 45) as f64 - 22.0);
                     changes[4].value = curbside_core::FieldValue::Location(Some(
                         curbside_core::Location::new(
-                            43.70 + row * 0.0135,
-                            -79.40 + col * 0.0187,
+                            43.70 + row * 0.0135 + offset,
+                            -79.40 + col * 0.0187 + offset * 1.4,
                             Some(6.0),
                             curbside_core::LocationSource::Gps,
                         )
@@ -542,7 +543,13 @@ fn ingest(server: &curbside_e2e::Server, database: &str, base_ms: u64) {
     let reports = 2_000;
     let state = &server.state;
     for (run, pushers) in [1usize, 16].into_iter().enumerate() {
-        let pushes = new_reports(reports, 2_000_000 + run * reports, base_ms);
+        // Each run's reports 700 m from the last's: neighbours neither of the other.
+        let pushes = new_reports(
+            reports,
+            2_000_000 + run * reports,
+            base_ms,
+            run as f64 * 0.0045,
+        );
         let devices: Vec<_> = pushes
             .iter()
             .map(|_| {
@@ -619,11 +626,13 @@ fn main() {
         .unwrap();
     // BENCH_ONLY=load,ingest,big runs some parts (all by default).
     let only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| "load,ingest,big".into());
-    if only.contains("load") {
-        load_runs(&runtime, &server, dir.path(), n, seconds, base);
-    }
+    // Ingest first, on a fresh server: after the load runs its new reports would sit beside
+    // the load's devices, and the pull after each push would bring their long histories.
     if only.contains("ingest") {
         ingest(&server, &database, base);
+    }
+    if only.contains("load") {
+        load_runs(&runtime, &server, dir.path(), n, seconds, base);
     }
     // The large log is seeded straight into the SQLite file.
     if only.contains("big") && database == "sqlite" {

@@ -135,15 +135,15 @@ pub struct Columns<'a> {
 }
 
 /// Why a row of a log could not be read back.
-fn damaged(detail: impl ToString) -> crate::Error {
-    crate::Error::Stored {
+fn damaged(detail: impl ToString) -> crate::error::Error {
+    crate::error::Error::Stored {
         what: "a logged change",
         detail: detail.to_string(),
     }
 }
 
 impl Columns<'_> {
-    fn head(&self) -> crate::Result<(RequestId, ChangeId, Field)> {
+    fn head(&self) -> crate::error::Result<(RequestId, ChangeId, Field)> {
         Ok((
             RequestId::parse(self.request_id).map_err(damaged)?,
             ChangeId {
@@ -155,7 +155,7 @@ impl Columns<'_> {
     }
 
     /// The change, its value decoded.
-    pub fn change(&self) -> crate::Result<Change> {
+    pub fn change(&self) -> crate::error::Result<Change> {
         let (request_id, id, field) = self.head()?;
         Ok(Change {
             request_id,
@@ -167,7 +167,7 @@ impl Columns<'_> {
     }
 
     /// The change as stored: its value is not decoded.
-    pub fn stored(&self) -> crate::Result<StoredChange> {
+    pub fn stored(&self) -> crate::error::Result<StoredChange> {
         let (request_id, id, field) = self.head()?;
         Ok(StoredChange {
             request_id,

@@ -83,7 +83,11 @@ impl Field {
             "photo_remove" => Field::PhotoRemove,
             other => {
                 let code = other.strip_prefix(ATTRIBUTE_PREFIX)?;
-                if code.is_empty() || code.len() > MAX_ATTRIBUTE_CODE {
+                // Control characters name no attribute, and a database may refuse them (NUL).
+                if code.is_empty()
+                    || code.len() > MAX_ATTRIBUTE_CODE
+                    || code.chars().any(char::is_control)
+                {
                     return None;
                 }
                 Field::Attribute(code.to_string())
@@ -451,7 +455,10 @@ impl FieldValue {
                 "must be {sha256, width, height}",
             ),
             FieldValue::NoteRetract(id) => member(id, "id"),
-            FieldValue::PhotoRemove(sha) => member(sha, "sha256"),
+            FieldValue::PhotoRemove(sha) => fail(
+                sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "must be a photo's sha256",
+            ),
             _ => Ok(()),
         }
     }

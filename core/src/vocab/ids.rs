@@ -173,8 +173,10 @@ impl ReplicaId {
         ReplicaId(format!("{:016x}", entropy.next_u64()))
     }
 
+    /// 1 to 64 characters, none of them a control character (a database may refuse NUL).
     pub fn parse(s: &str) -> Option<ReplicaId> {
-        (!s.is_empty() && s.len() <= MAX_REPLICA_CHARS).then(|| ReplicaId(s.to_string()))
+        (!s.is_empty() && s.len() <= MAX_REPLICA_CHARS && !s.chars().any(char::is_control))
+            .then(|| ReplicaId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -191,23 +191,22 @@ fn page_of(
     let scan = page.saturating_mul(4).max(64);
     let (mut out, mut cursor, mut scanned) = (Vec::new(), after, 0usize);
     loop {
-        // One more than can be taken, to know whether more follow.
-        let want = (page - out.len()).min(scan - scanned) + 1;
-        let chunk = tx.feed(&keys, cursor, want)?;
-        let exhausted = chunk.len() < want;
-        view.decide(tx, &chunk, replica)?;
-        for (seq, change) in chunk {
-            if out.len() == page || scanned == scan {
-                return Ok((out, cursor, true));
-            }
+        let want = (page - out.len()).min(scan - scanned);
+        let feed = tx.feed(&keys, cursor, want)?;
+        view.decide(tx, &feed.changes, replica)?;
+        for (seq, change) in feed.changes {
             cursor = seq;
-            scanned += 1;
             if Some(change.replica()) != replica && view.allows(tx, &change)? {
                 out.push(change);
             }
         }
-        if exhausted {
+        cursor = cursor.max(feed.reached);
+        scanned += feed.covered.max(1);
+        if feed.exhausted {
             return Ok((out, cursor.max(end), false));
+        }
+        if out.len() >= page || scanned >= scan {
+            return Ok((out, cursor, true));
         }
     }
 }

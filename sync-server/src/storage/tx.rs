@@ -53,6 +53,20 @@ pub struct PhotoEdit {
     pub present: bool,
 }
 
+/// A stretch of a device's feed.
+#[derive(Debug, Default)]
+pub struct Feed {
+    /// The changes, in arrival order, with their arrival numbers.
+    pub changes: Vec<(u64, StoredChange)>,
+    /// Every entry filed under the keys after `after` and up to here was read: it is in
+    /// `changes`, or its change is no longer logged (moved on or compacted).
+    pub reached: u64,
+    /// Feed entries read (at most the limit asked), including those of changes gone.
+    pub covered: usize,
+    /// Nothing is filed under the keys after `reached`.
+    pub exhausted: bool,
+}
+
 /// What a pull starts from: the log's state and its latest arrival number (0 for an empty
 /// log), and what the pull needs of its device.
 #[derive(Debug, Clone)]
@@ -118,6 +132,7 @@ pub trait Tx {
     /// Public, open requests filed in any of `cells`, not created by `not_by`, at most `limit`.
     fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>>;
     /// The changes filed under any of `keys` that arrived after `after`, each once, in arrival
-    /// order, at most `limit`, with their arrival numbers. Reads about `limit` feed rows per key.
-    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>>;
+    /// order, at most `limit` feed entries' worth, with their arrival numbers ([`Feed`]). Its
+    /// work is bounded by `limit` and the number of keys, not by what is filed.
+    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed>;
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, IsolationLevel, NoTls};
 
 use super::tx::{Cache, PgTx};
 use crate::ServerError;
@@ -190,17 +190,19 @@ fn together(
     batch: &mut [Box<dyn Job>],
 ) -> Result<Option<Result<(), String>>, postgres::Error> {
     let Conn { client, cache } = conn;
-    let mut tx = client.transaction()?;
+    let mut tx = write_transaction(client)?;
     tx.batch_execute(TURN)?;
     for job in batch.iter_mut() {
         let mut pg = PgTx::new(&mut tx, cache);
-        if !job.run(&mut pg) && (pg.wrote() || pg.broke()) {
+        let ok = job.run(&mut pg);
+        // A failed statement aborts the whole transaction, even under a write that went on.
+        if pg.broke() || (!ok && pg.wrote()) {
             cache.rolled_back();
             tx.rollback()?;
             return Ok(None);
         }
     }
-    let committed = tx.commit().map_err(|e| e.to_string());
+    let committed = tx.commit().map_err(said);
     match committed {
         Ok(()) => cache.committed(),
         Err(_) => cache.rolled_back(),
@@ -212,13 +214,13 @@ fn together(
 fn alone(conn: &mut Conn, job: &mut dyn Job) -> Result<(), String> {
     let Conn { client, cache } = conn;
     let outcome = (|| {
-        let mut tx = client.transaction().map_err(|e| e.to_string())?;
-        tx.batch_execute(TURN).map_err(|e| e.to_string())?;
+        let mut tx = write_transaction(client).map_err(said)?;
+        tx.batch_execute(TURN).map_err(said)?;
         if job.run(&mut PgTx::new(&mut tx, cache)) {
-            tx.commit().map_err(|e| e.to_string())?;
+            tx.commit().map_err(said)?;
             Ok(true)
         } else {
-            tx.rollback().map_err(|e| e.to_string())?;
+            tx.rollback().map_err(said)?;
             Ok(false)
         }
     })();
@@ -227,6 +229,22 @@ fn alone(conn: &mut Conn, job: &mut dyn Job) -> Result<(), String> {
         _ => cache.rolled_back(),
     }
     outcome.map(|_| ())
+}
+
+/// A write transaction, read committed whatever the database's default: after the log's turn
+/// each statement must see what the last holder committed.
+pub(super) fn write_transaction(
+    client: &mut Client,
+) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+}
+
+/// A database error as it may be logged: its message and code, never its detail.
+fn said(e: postgres::Error) -> String {
+    ServerError::from(e).to_string()
 }
 
 impl Drop for Readers {
@@ -293,6 +311,32 @@ impl Readers {
         f: impl FnOnce(&mut PgTx) -> Result<T, ServerError> + Send,
     ) -> Result<T, ServerError> {
         crate::storage::where_it_may_block(|| self.read_here(f))
+    }
+
+    /// Runs `f` on one snapshot (repeatable read, read only): for a read whose statements must
+    /// agree (a pull: compaction may commit between its statements).
+    pub fn snapshot<T: Send>(
+        &self,
+        f: impl FnOnce(&mut PgTx) -> Result<T, ServerError> + Send,
+    ) -> Result<T, ServerError> {
+        crate::storage::where_it_may_block(|| {
+            let mut conn = self.take()?;
+            let value = catch_unwind(AssertUnwindSafe(|| {
+                let Conn { client, cache } = &mut conn;
+                let mut tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let value = f(&mut PgTx::new(&mut tx, cache));
+                tx.commit()?;
+                value
+            }))
+            .unwrap_or_else(|_| Err(ServerError::Internal("a read panicked".into())));
+            self.pool().0.push(conn);
+            self.freed.notify_one();
+            value
+        })
     }
 
     fn read_here<T>(

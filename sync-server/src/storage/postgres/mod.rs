@@ -54,7 +54,13 @@ pub fn describe(config: &postgres::Config) -> String {
 /// its databases) and returns the new database's URL: for tests and benchmarks, which want a
 /// database each.
 pub fn create_database(server: &str, name: &str) -> Result<String, ServerError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    // A name PostgreSQL keeps as written: lower case, not led by a digit, within its 63 bytes.
+    let fits = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !fits {
         return Err(ServerError::BadRequest(format!("database name {name:?}")));
     }
     let create = format!("CREATE DATABASE {name}");
@@ -90,17 +96,30 @@ impl PgStorage {
         // Every statement here is an index lookup (a request's work is bounded by its own
         // limits). Statements are prepared once per connection, and a plan made while a table
         // was small (a new database) would scan it for good once it is large: the planner is
-        // told to scan only where no index serves.
-        config.options("-c enable_seqscan=off");
+        // told to scan only where no index serves. No statement, lock wait or open transaction
+        // may hold the log (or a connection) for long: a stuck instance must not stall the
+        // others.
+        let ours = "-c enable_seqscan=off -c statement_timeout=30000 -c lock_timeout=30000 \
+                    -c idle_in_transaction_session_timeout=60000";
+        let options = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {ours}"),
+            _ => ours.to_string(),
+        };
+        config.options(&options);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(30));
         let place = describe(&config);
         let startup = |e: ServerError| ServerError::Startup(format!("{place}: {e}"));
-        let (conn, (pseudonym_key, server_id)) = super::where_it_may_block(|| {
+        let (writer, (pseudonym_key, server_id)) = super::where_it_may_block(|| {
             let mut conn = Conn::open(&config).map_err(startup)?;
             let keys = climb(&mut conn, now_ms, entropy).map_err(startup)?;
-            Ok::<_, ServerError>((conn, keys))
+            Ok::<_, ServerError>((Writer::start(conn, config.clone()), keys))
         })?;
         Ok(PgStorage {
-            writer: Writer::start(conn, config.clone()),
+            writer,
             readers: Readers::new(config),
             wards: OnceLock::new(),
             pseudonym_key,
@@ -136,7 +155,7 @@ fn climb(
     entropy: &dyn Entropy,
 ) -> Result<(String, String), ServerError> {
     let Conn { client, cache } = conn;
-    let mut tx = client.transaction()?;
+    let mut tx = conns::write_transaction(client)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CLIMBING])?;
     let exists: bool = tx
         .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?
@@ -324,8 +343,8 @@ impl Storage for PgStorage {
             let (device, wards) = (device.clone(), self.wards());
             self.write(move |tx| push::push(tx, &wards, &device, &changes, now_ms))?
         };
-        // On a snapshot that holds the push.
-        let page = self.read(|tx| {
+        // On one snapshot, which holds the push.
+        let page = self.readers.snapshot(|tx| {
             pull::pull(
                 tx,
                 &device,

@@ -41,7 +41,8 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_by_creator_time ON requests (created_by, created_at);
 CREATE INDEX requests_by_cell ON requests (cell) WHERE cell IS NOT NULL;
-CREATE SEQUENCE arrival_numbers;
+-- CACHE 1 (the default, said here): a session caching numbers would draw them out of order.
+CREATE SEQUENCE arrival_numbers CACHE 1;
 CREATE SEQUENCE own_counter;
 CREATE TABLE sync_changes (
     seq        BIGINT PRIMARY KEY,
@@ -54,7 +55,6 @@ CREATE TABLE sync_changes (
     replaced   BIGINT,
     UNIQUE (request_id, replica, counter)
 );
-CREATE INDEX sync_changes_by_hlc ON sync_changes (hlc);
 -- A feed key is kept as 64 bits of its hash: two keys meeting only widen a pull, which the
 -- view then narrows change by change.
 CREATE TABLE feed (

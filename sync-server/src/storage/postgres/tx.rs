@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use curbside_core::sync::change::Columns;
-use curbside_core::sync::{merge, Change, Hlc, StoredChange};
+use curbside_core::sync::{merge, Change, Hlc};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement, Transaction};
 
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::tx::{Arrival, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 use crate::ServerError;
 
 /// What a connection keeps between transactions: its prepared statements, by their text, and
@@ -179,8 +179,14 @@ impl<'t, 'c> PgTx<'t, 'c> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
-    /// Runs a statement that writes (and may return rows).
+    /// Runs a statement that writes (and may return rows): only in a transaction (the
+    /// writer's, which holds the log's turn).
     pub fn write(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> R<Vec<Row>> {
+        if matches!(self.session, Session::Plain(_)) {
+            return Err(ServerError::Internal(
+                "a write outside a transaction".into(),
+            ));
+        }
         self.wrote = true;
         self.query(sql, params)
     }
@@ -317,14 +323,20 @@ impl Tx for PgTx<'_, '_> {
         let texts: Vec<String> = values.iter().map(|(_, v)| v.to_json_text()).collect();
         // The server's replica is every instance's: its counter is a sequence they share.
         let rows = self.write(
-            "INSERT INTO sync_changes (seq, request_id, replica, counter, field, value, hlc)
+            "WITH logged AS (
+             INSERT INTO sync_changes (seq, request_id, replica, counter, field, value, hlc)
              SELECT nextval('arrival_numbers'), v.request_id, m.value, nextval('own_counter'),
                     v.field, v.value, $4
              FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
                   AS v(request_id, field, value, n)
              CROSS JOIN meta m WHERE m.key = 'replica_id'
              ORDER BY v.n
-             RETURNING seq, request_id",
+             RETURNING seq, request_id),
+             counted AS (
+                 UPDATE requests r SET changes = r.changes + l.n
+                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
+                 WHERE r.request_id = l.request_id)
+             SELECT seq, request_id FROM logged",
             &[
                 &ids,
                 &fields,
@@ -380,11 +392,17 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()> {
+        // In push order, the last edit of a reference is what holds (removed, then attached
+        // again: attached).
+        let mut last: HashMap<(&str, RequestId), bool> = HashMap::new();
+        for e in edits {
+            last.insert((e.sha256.as_str(), e.request_id), e.present);
+        }
         for present in [true, false] {
-            let (shas, ids): (Vec<&str>, Vec<String>) = edits
+            let (shas, ids): (Vec<&str>, Vec<String>) = last
                 .iter()
-                .filter(|e| e.present == present)
-                .map(|e| (e.sha256.as_str(), e.request_id.to_string()))
+                .filter(|(_, p)| **p == present)
+                .map(|((sha, id), _)| (*sha, id.to_string()))
                 .unzip();
             if shas.is_empty() {
                 continue;
@@ -568,9 +586,9 @@ impl Tx for PgTx<'_, '_> {
                     (SELECT COALESCE(max(seq), 0) FROM sync_changes),
                     ARRAY(SELECT replica FROM replicas WHERE device_id = $1),
                     p.lats, p.lons
-             FROM (SELECT array_agg(lat ORDER BY created_at DESC) AS lats,
-                          array_agg(lon ORDER BY created_at DESC) AS lons
-                   FROM (SELECT lat, lon, created_at FROM requests
+             FROM (SELECT array_agg(lat ORDER BY created_at DESC, request_id) AS lats,
+                          array_agg(lon ORDER BY created_at DESC, request_id) AS lons
+                   FROM (SELECT lat, lon, created_at, request_id FROM requests
                          WHERE $2 AND created_by = $1 AND lat IS NOT NULL
                          ORDER BY created_at DESC LIMIT $3) q) p",
                 &[&device_id, &places, &(scope::MAX_PLACES as i64)],
@@ -636,31 +654,68 @@ impl Tx for PgTx<'_, '_> {
         rows.iter().map(|r| request_id(r, 0)).collect()
     }
 
-    /// Each key's feed read from its index up to `limit` rows (those whose change is still
-    /// logged), the union taken once per arrival and cut to `limit`.
-    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>> {
+    /// Each key's feed read from its index (the entries only, not the changes) up to a limit
+    /// of its own; the union is complete up to the lowest last entry among keys that reached
+    /// their limit, and cut to `limit`; then the changes of those entries, by their numbers.
+    /// At most about `limit + keys × 256` index entries, however much is filed.
+    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed> {
+        let per_key = if keys.len() <= 4 {
+            limit
+        } else {
+            (limit / keys.len()).max(256).min(limit)
+        };
         let rows = self.query(
-            "SELECT f.seq, c.request_id, c.replica, c.counter, c.field, c.value, c.hlc, c.replaced
-             FROM (SELECT DISTINCT s.seq FROM unnest($1::int8[]) AS k(key)
-                   CROSS JOIN LATERAL (
-                       SELECT f.seq FROM feed f JOIN sync_changes c ON c.seq = f.seq
-                       WHERE f.key = k.key AND f.seq > $2 ORDER BY f.seq LIMIT $3) s
-                   ORDER BY s.seq LIMIT $3) f
-             JOIN sync_changes c ON c.seq = f.seq
-             ORDER BY f.seq",
+            "WITH f AS (
+                 SELECT k.i, s.seq
+                 FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, i)
+                 CROSS JOIN LATERAL (
+                     SELECT seq FROM feed WHERE feed.key = k.key AND feed.seq > $2
+                     ORDER BY seq LIMIT $3) s),
+             horizon AS (
+                 SELECT min(last) AS h
+                 FROM (SELECT max(seq) AS last FROM f GROUP BY i HAVING count(*) = $3) filled),
+             picked AS (
+                 SELECT DISTINCT f.seq FROM f, horizon WHERE horizon.h IS NULL OR f.seq <= horizon.h
+                 ORDER BY f.seq LIMIT $4)
+             SELECT p.seq, (SELECT h FROM horizon),
+                    c.request_id, c.replica, c.counter, c.field, c.value, c.hlc, c.replaced
+             FROM picked p LEFT JOIN sync_changes c ON c.seq = p.seq
+             ORDER BY p.seq",
             &[
                 &keys.iter().map(|k| feed_key(k)).collect::<Vec<_>>(),
                 &(after as i64),
+                &(per_key as i64),
                 &(limit as i64),
             ],
         )?;
-        rows.iter()
-            .map(|r| {
-                Ok((
+        let Some(last) = rows.last().map(|r| r.get::<_, i64>(0) as u64) else {
+            return Ok(Feed {
+                reached: after,
+                exhausted: true,
+                ..Feed::default()
+            });
+        };
+        let horizon: Option<i64> = rows[0].get(1);
+        let (reached, exhausted) = match horizon {
+            _ if rows.len() == limit => (last, false),
+            Some(h) => ((h as u64).max(last), false),
+            None => (last, true),
+        };
+        let mut changes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // An entry whose change has moved on (it arrived again) or was compacted.
+            if r.get::<_, Option<&str>>(2).is_some() {
+                changes.push((
                     r.get::<_, i64>(0) as u64,
-                    columns(r, 1).stored().map_err(stored)?,
-                ))
-            })
-            .collect()
+                    columns(r, 2).stored().map_err(stored)?,
+                ));
+            }
+        }
+        Ok(Feed {
+            changes,
+            reached,
+            covered: rows.len(),
+            exhausted,
+        })
     }
 }

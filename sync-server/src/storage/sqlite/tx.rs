@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::tx::{Arrival, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
 pub(super) const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
@@ -335,7 +335,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     /// One stream per key (the feed row joined to its change), merged by arrival number.
-    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Vec<(u64, StoredChange)>> {
+    fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let sql = format!(
@@ -369,11 +369,13 @@ impl Tx for SqliteTx<'_> {
             heads.push(head.map(|(_, c)| c));
         }
         let mut out: Vec<(u64, StoredChange)> = Vec::new();
+        let mut exhausted = true;
         while let Some(Reverse((seq, i))) = heap.pop() {
             let change = heads[i].take().expect("a head for each entry");
             if out.last().is_some_and(|(last, _)| *last == seq) {
                 // Filed under two of these keys: once is enough. Its stream moves on.
             } else if out.len() == limit {
+                exhausted = false;
                 break;
             } else {
                 out.push((seq, change));
@@ -383,6 +385,11 @@ impl Tx for SqliteTx<'_> {
                 heads[i] = Some(c);
             }
         }
-        Ok(out)
+        Ok(Feed {
+            reached: out.last().map_or(after, |(seq, _)| *seq),
+            covered: out.len(),
+            changes: out,
+            exhausted,
+        })
     }
 }
