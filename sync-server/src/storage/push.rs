@@ -96,11 +96,6 @@ pub fn push(
             service_request_id: number.to_string(),
         });
     }
-    let mut arrivals: Vec<Arrival> = Vec::new();
-    if !own.is_empty() {
-        arrivals.extend(tx.record_own(&own, now_ms)?);
-    }
-    arrivals.extend(tx.apply(changes, now_ms)?);
     let photos: Vec<PhotoEdit> = changes
         .iter()
         .filter_map(|c| match &c.value {
@@ -121,6 +116,21 @@ pub fn push(
     if !photos.is_empty() {
         tx.photo_refs(&photos, &device.id)?;
     }
+    // Most pushes (notes, descriptions, answers) move no request: their feed keys are known
+    // already, and logging and filing are one step.
+    if !changes.iter().any(|c| moves(&c.field())) {
+        let keys: Vec<(RequestId, String)> = scopes
+            .iter()
+            .flat_map(|(id, s)| scope::filed_under(s).into_iter().map(|k| (*id, k)))
+            .collect();
+        tx.apply_filed(changes, &keys, now_ms)?;
+        return Ok(pushed);
+    }
+    let mut arrivals: Vec<Arrival> = Vec::new();
+    if !own.is_empty() {
+        arrivals.extend(tx.record_own(&own, now_ms)?);
+    }
+    arrivals.extend(tx.apply(changes, now_ms)?);
     let Some(first) = arrivals.iter().map(|(seq, _)| *seq).min() else {
         return Ok(pushed); // every change was here already
     };
@@ -129,11 +139,7 @@ pub fn push(
     let arrived: HashSet<RequestId> = arrivals.iter().map(|(_, id)| *id).collect();
     let mut moved = Vec::new();
     for c in changes {
-        let moves = matches!(
-            c.field(),
-            Field::Create | Field::Location | Field::Status | Field::Visibility
-        );
-        if moves && arrived.contains(&c.request_id) && !moved.contains(&c.request_id) {
+        if moves(&c.field()) && arrived.contains(&c.request_id) && !moved.contains(&c.request_id) {
             moved.push(c.request_id);
         }
     }
@@ -152,6 +158,15 @@ pub fn push(
     }
     tx.file(&entries, now_ms)?;
     Ok(pushed)
+}
+
+/// Whether a change of `field` may move its request's scope (where it is, whether it is open,
+/// who may see it); a creation places it first.
+fn moves(field: &Field) -> bool {
+    matches!(
+        field,
+        Field::Create | Field::Location | Field::Status | Field::Visibility
+    )
 }
 
 /// The replica ids the push uses that are bound to no device yet; refuses one bound to another

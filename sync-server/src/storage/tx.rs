@@ -109,6 +109,29 @@ pub trait Tx {
     /// Files arrivals under feed keys, and notes that everything up to the latest arrival had
     /// arrived by `now_ms` (compaction drops only what arrived before its horizon).
     fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()>;
+    /// [`Tx::apply`], then [`Tx::file`] of what arrived under its request's `keys`: for a push
+    /// that moves no request, whose keys are known before it is logged (one step where the
+    /// engine can).
+    fn apply_filed(
+        &mut self,
+        changes: &[Change],
+        keys: &[(RequestId, String)],
+        now_ms: i64,
+    ) -> R<()> {
+        let arrivals = self.apply(changes, now_ms)?;
+        if arrivals.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, u64)> = arrivals
+            .iter()
+            .flat_map(|(seq, id)| {
+                keys.iter()
+                    .filter(move |(of, _)| of == id)
+                    .map(move |(_, k)| (k.clone(), *seq))
+            })
+            .collect();
+        self.file(&entries, now_ms)
+    }
 
     /// The latest arrival number marked as arrived by `at_ms`, forgetting older marks (they say
     /// nothing more).

@@ -215,6 +215,49 @@ fn feed_key(key: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// A batch of changes as the arrays the log's insert takes ($1 to $7).
+struct ChangeArrays<'c> {
+    requests: Vec<String>,
+    replicas: Vec<&'c str>,
+    counters: Vec<i64>,
+    fields: Vec<String>,
+    values: Vec<String>,
+    hlcs: Vec<i64>,
+    replaced: Vec<Option<i64>>,
+}
+
+impl<'c> ChangeArrays<'c> {
+    fn of(changes: &'c [Change]) -> Self {
+        ChangeArrays {
+            requests: changes.iter().map(|c| c.request_id.to_string()).collect(),
+            replicas: changes.iter().map(|c| c.id.replica.as_str()).collect(),
+            counters: changes.iter().map(|c| c.id.counter as i64).collect(),
+            fields: changes
+                .iter()
+                .map(|c| c.field().name().into_owned())
+                .collect(),
+            values: changes.iter().map(|c| c.value.to_json_text()).collect(),
+            hlcs: changes.iter().map(|c| c.hlc.0 as i64).collect(),
+            replaced: changes
+                .iter()
+                .map(|c| c.replaced.map(|h| h.0 as i64))
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.requests,
+            &self.replicas,
+            &self.counters,
+            &self.fields,
+            &self.values,
+            &self.hlcs,
+            &self.replaced,
+        ]
+    }
+}
+
 /// Request ids as the text the tables keep.
 fn texts(ids: &[RequestId]) -> Vec<String> {
     ids.iter().map(|id| id.to_string()).collect()
@@ -351,22 +394,7 @@ impl Tx for PgTx<'_, '_> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut requests = Vec::with_capacity(changes.len());
-        let mut replicas = Vec::with_capacity(changes.len());
-        let mut counters = Vec::with_capacity(changes.len());
-        let mut fields = Vec::with_capacity(changes.len());
-        let mut values = Vec::with_capacity(changes.len());
-        let mut hlcs = Vec::with_capacity(changes.len());
-        let mut replaced = Vec::with_capacity(changes.len());
-        for c in changes {
-            requests.push(c.request_id.to_string());
-            replicas.push(c.id.replica.as_str());
-            counters.push(c.id.counter as i64);
-            fields.push(c.field().name().into_owned());
-            values.push(c.value.to_json_text());
-            hlcs.push(c.hlc.0 as i64);
-            replaced.push(c.replaced.map(|h| h.0 as i64));
-        }
+        let c = ChangeArrays::of(changes);
         let rows = self.write(
             "WITH logged AS (
                  INSERT INTO sync_changes
@@ -384,11 +412,54 @@ impl Tx for PgTx<'_, '_> {
                  FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
                  WHERE r.request_id = l.request_id)
              SELECT seq, request_id FROM logged",
-            &[
-                &requests, &replicas, &counters, &fields, &values, &hlcs, &replaced,
-            ],
+            &c.params(),
         )?;
         arrivals(rows)
+    }
+
+    /// Logged, counted, filed and marked as arrived in one statement.
+    fn apply_filed(
+        &mut self,
+        changes: &[Change],
+        keys: &[(RequestId, String)],
+        now_ms: i64,
+    ) -> R<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let c = ChangeArrays::of(changes);
+        let of: Vec<String> = keys.iter().map(|(id, _)| id.to_string()).collect();
+        let hashed: Vec<i64> = keys.iter().map(|(_, k)| feed_key(k)).collect();
+        let mut params = c.params();
+        params.extend([&of as &(dyn ToSql + Sync), &hashed, &now_ms]);
+        self.write(
+            "WITH logged AS (
+                 INSERT INTO sync_changes
+                     (seq, request_id, replica, counter, field, value, hlc, replaced)
+                 SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
+                        c.value, c.hlc, c.replaced
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                             $6::int8[], $7::int8[]) WITH ORDINALITY
+                      AS c(request_id, replica, counter, field, value, hlc, replaced, n)
+                 ORDER BY c.n
+                 ON CONFLICT (request_id, replica, counter) DO NOTHING
+                 RETURNING seq, request_id),
+             counted AS (
+                 UPDATE requests r SET changes = r.changes + l.n
+                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
+                 WHERE r.request_id = l.request_id),
+             filed AS (
+                 INSERT INTO feed (key, seq)
+                 SELECT k.key, l.seq FROM logged l
+                 JOIN unnest($8::text[], $9::int8[]) AS k(request_id, key)
+                   ON k.request_id = l.request_id
+                 ON CONFLICT DO NOTHING)
+             INSERT INTO arrivals (seq, at_ms) SELECT max(seq), $10 FROM logged
+             HAVING max(seq) IS NOT NULL
+             ON CONFLICT (seq) DO UPDATE SET at_ms = excluded.at_ms",
+            &params,
+        )?;
+        Ok(())
     }
 
     fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()> {
