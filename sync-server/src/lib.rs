@@ -250,6 +250,7 @@ async fn metrics_text(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    state.metrics.storage(state.storage.pool_use());
     (
         [(
             axum::http::header::CONTENT_TYPE,

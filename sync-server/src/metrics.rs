@@ -29,6 +29,13 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub in_flight: Gauge,
     pub connections: Gauge,
+    readers_open: Gauge,
+    readers_busy: Gauge,
+    readers_max: Gauge,
+    commits: Counter,
+    commit_writes: Counter,
+    /// One scrape at a time carries storage's totals over.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -85,7 +92,41 @@ impl Metrics {
             "Client connections open",
             connections.clone(),
         );
+        let (readers_open, readers_busy, readers_max) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "storage_readers_open",
+            "Storage reader connections open",
+            readers_open.clone(),
+        );
+        registry.register(
+            "storage_readers_busy",
+            "Storage reader connections in use",
+            readers_busy.clone(),
+        );
+        registry.register(
+            "storage_readers_max",
+            "Storage reader connections there may be",
+            readers_max.clone(),
+        );
+        let (commits, commit_writes) = (Counter::default(), Counter::default());
+        registry.register(
+            "storage_group_commits",
+            "Group commits of the storage writer",
+            commits.clone(),
+        );
+        registry.register(
+            "storage_group_commit_writes",
+            "Writes the group commits carried",
+            commit_writes.clone(),
+        );
         Metrics {
+            readers_open,
+            readers_busy,
+            readers_max,
+            commits,
+            commit_writes,
+            scrape: std::sync::Mutex::new(()),
             registry,
             requests,
             latency,
@@ -95,6 +136,18 @@ impl Metrics {
             in_flight,
             connections,
         }
+    }
+
+    /// Takes in storage's use of its connections, before an encoding.
+    pub fn storage(&self, now: crate::storage::PoolUse) {
+        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.readers_open.set(now.readers_open as i64);
+        self.readers_busy.set(now.readers_busy as i64);
+        self.readers_max.set(now.readers_max as i64);
+        self.commits
+            .inc_by(now.commits.saturating_sub(self.commits.get()));
+        self.commit_writes
+            .inc_by(now.writes.saturating_sub(self.commit_writes.get()));
     }
 
     pub fn encode(&self) -> String {

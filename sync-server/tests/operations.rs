@@ -152,9 +152,28 @@ async fn tokens_rotate_and_metrics_and_readiness_say_nothing_personal() {
         "curbside_sync_pushed_changes_count 1",
         "curbside_requests_in_flight",
         "curbside_open_connections",
+        "curbside_storage_readers_busy 0",
     ] {
         assert!(metrics.contains(expected), "{expected}: {metrics}");
     }
+    // The pool's use: readers were opened, and the writes (registration, rotation, the push)
+    // went through group commits.
+    let number = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {metrics}"))
+    };
+    assert!(number("curbside_storage_readers_open") >= 1);
+    assert!(number("curbside_storage_readers_max") >= number("curbside_storage_readers_open"));
+    let (commits, writes) = (
+        number("curbside_storage_group_commits_total"),
+        number("curbside_storage_group_commit_writes_total"),
+    );
+    assert!(
+        commits >= 1 && writes >= 3 && writes >= commits,
+        "{commits} {writes}"
+    );
     for secret in [old.as_str(), new, &sha] {
         assert!(!metrics.contains(secret));
     }

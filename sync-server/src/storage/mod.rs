@@ -73,6 +73,42 @@ pub struct SyncOutcome {
     pub more: bool,
 }
 
+/// How storage's connections are used, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    pub readers_open: u64,
+    pub readers_busy: u64,
+    pub readers_max: u64,
+    /// Group commits made, and the writes they carried (their ratio is the batch size).
+    pub commits: u64,
+    pub writes: u64,
+}
+
+/// A writer's tally of commits and the writes they carried, shared with its thread.
+#[derive(Debug, Default)]
+pub(crate) struct Commits {
+    commits: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl Commits {
+    pub(crate) fn add(&self, writes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes as u64, Relaxed);
+    }
+
+    /// `use_` with the tally filled in.
+    pub(crate) fn with(&self, use_: PoolUse) -> PoolUse {
+        use std::sync::atomic::Ordering::Relaxed;
+        PoolUse {
+            commits: self.commits.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            ..use_
+        }
+    }
+}
+
 thread_local! {
     static OFF_EXECUTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -137,6 +173,8 @@ pub trait Storage: Send + Sync {
     fn revoke_device(&self, device_id: &str, now_ms: i64) -> Result<bool, ServerError>;
     /// Replaces a device's token hash.
     fn rotate_token(&self, device_id: &str, token_hash: &str) -> Result<(), ServerError>;
+    /// How its connections are used now.
+    fn pool_use(&self) -> PoolUse;
     /// Whether storage takes a write now (for `/readyz`).
     fn writable(&self) -> Result<(), ServerError>;
 

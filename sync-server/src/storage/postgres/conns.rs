@@ -84,19 +84,23 @@ where
 pub(super) struct Writer {
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    pub commits: std::sync::Arc<crate::storage::Commits>,
 }
 
 impl Writer {
     /// Starts the writer on `conn` (opened again from `config` if it is lost).
     pub fn start(conn: Conn, config: postgres::Config) -> Writer {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let commits = std::sync::Arc::new(crate::storage::Commits::default());
+        let tally = commits.clone();
         let thread = std::thread::Builder::new()
             .name("curbside-pg-writer".into())
-            .spawn(move || write_loop(conn, config, queue))
+            .spawn(move || write_loop(conn, config, queue, &tally))
             .ok();
         Writer {
             jobs: Mutex::new(thread.is_some().then_some(jobs)),
             thread,
+            commits,
         }
     }
 
@@ -137,7 +141,12 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut conn: Conn, config: postgres::Config, queue: Receiver<Box<dyn Job>>) {
+fn write_loop(
+    mut conn: Conn,
+    config: postgres::Config,
+    queue: Receiver<Box<dyn Job>>,
+    tally: &crate::storage::Commits,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -159,6 +168,7 @@ fn write_loop(mut conn: Conn, config: postgres::Config, queue: Receiver<Box<dyn 
                 }
             }
         }
+        tally.add(batch.len());
         match together(&mut conn, &mut batch) {
             Ok(Some(committed)) => {
                 if let Err(e) = &committed {
@@ -269,6 +279,17 @@ impl Readers {
             config,
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
+        }
+    }
+
+    /// Readers open, busy, and the most there may be.
+    pub fn use_(&self) -> crate::storage::PoolUse {
+        let pool = self.pool();
+        crate::storage::PoolUse {
+            readers_open: pool.1 as u64,
+            readers_busy: pool.1.saturating_sub(pool.0.len()) as u64,
+            readers_max: READERS as u64,
+            ..Default::default()
         }
     }
 

@@ -311,6 +311,10 @@ impl Storage for PgStorage {
         })
     }
 
+    fn pool_use(&self) -> super::PoolUse {
+        self.writer.commits.with(self.readers.use_())
+    }
+
     fn writable(&self) -> Result<(), ServerError> {
         // A real write, committed: what a push needs.
         self.write(|tx| {

@@ -61,6 +61,7 @@ where
 pub(super) struct Writer {
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    pub commits: std::sync::Arc<crate::storage::Commits>,
 }
 
 /// Copies the WAL back into the database on its own thread and connection after commits, so
@@ -96,13 +97,16 @@ impl Writer {
             .map_err(|e| e.to_string())?;
         let nudge = checkpointer(path)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let commits = std::sync::Arc::new(crate::storage::Commits::default());
+        let tally = commits.clone();
         let thread = std::thread::Builder::new()
             .name("curbside-writer".into())
-            .spawn(move || write_loop(conn, queue, nudge))
+            .spawn(move || write_loop(conn, queue, nudge, &tally))
             .map_err(|e| e.to_string())?;
         Ok(Writer {
             jobs: Mutex::new(Some(jobs)),
             thread: Some(thread),
+            commits,
         })
     }
 
@@ -141,7 +145,12 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>, nudge: SyncSender<()>) {
+fn write_loop(
+    mut conn: Connection,
+    queue: Receiver<Box<dyn Job>>,
+    nudge: SyncSender<()>,
+    tally: &crate::storage::Commits,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -151,6 +160,7 @@ fn write_loop(mut conn: Connection, queue: Receiver<Box<dyn Job>>, nudge: SyncSe
             }
         }
         let committed = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
+        tally.add(batch.len());
         if let Err(e) = &committed {
             tracing::error!(error = %e, writes = batch.len(), "group commit failed");
         }
@@ -187,6 +197,17 @@ impl Readers {
             path: path.to_path_buf(),
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
+        }
+    }
+
+    /// Readers open, busy, and the most there may be.
+    pub fn use_(&self) -> crate::storage::PoolUse {
+        let pool = self.pool();
+        crate::storage::PoolUse {
+            readers_open: pool.1 as u64,
+            readers_busy: pool.1.saturating_sub(pool.0.len()) as u64,
+            readers_max: READERS as u64,
+            ..Default::default()
         }
     }
 

@@ -240,6 +240,10 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn pool_use(&self) -> super::PoolUse {
+        self.writer.commits.with(self.readers.use_())
+    }
+
     fn writable(&self) -> Result<(), ServerError> {
         // A real write to the file, synced: what a push needs.
         self.write(|tx| {
