@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use curbside_core::sync::http::HttpTransport;
@@ -24,38 +22,22 @@ struct Instance {
 
 impl Instance {
     fn start(data_dir: &std::path::Path, database: &str) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_curbside-server"))
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args([
-                "--syncs-per-minute",
-                "1000000",
-                "--media-per-minute",
-                "1000000",
-            ])
-            .args(["--registrations-per-hour", "1000000"])
-            .args(["--connections-per-minute", "1000000"])
-            .env("CURBSIDE_DATABASE", database)
-            .env("CURBSIDE_ADMIN_KEY", ADMIN)
-            .env("CURBSIDE_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the instance starts listening");
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
+        let (child, addr, _log) = common::listening(
+            Command::new(env!("CARGO_BIN_EXE_curbside-server"))
+                .args(["--addr", "127.0.0.1:0", "--data-dir"])
+                .arg(data_dir)
+                .args([
+                    "--syncs-per-minute",
+                    "1000000",
+                    "--media-per-minute",
+                    "1000000",
+                ])
+                .args(["--registrations-per-hour", "1000000"])
+                .args(["--connections-per-minute", "1000000"])
+                .env("CURBSIDE_DATABASE", database)
+                .env("CURBSIDE_ADMIN_KEY", ADMIN)
+                .env("CURBSIDE_LOG", "info"),
+        );
         Instance {
             child,
             url: format!("http://{addr}"),

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,29 +196,11 @@ impl Server {
             .arg(dir)
             .args(args)
             .env("CURBSIDE_DATABASE", &database)
-            .env("CURBSIDE_LOG", "debug")
-            .stderr(Stdio::piped());
+            .env("CURBSIDE_LOG", "debug");
         for (k, v) in envs {
             command.env(k, v);
         }
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the server starts listening");
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
+        let (child, addr, rx) = common::listening(&mut command);
         Server {
             child,
             addr,

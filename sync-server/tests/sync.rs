@@ -55,6 +55,20 @@ async fn register(state: &Arc<AppState>, body: Value) -> String {
     v["token"].as_str().unwrap().to_string()
 }
 
+/// The token of an inspector of ward 10 (Spadina-Fort York, where the tests' reports are).
+async fn inspector_of_ward_10(state: &Arc<AppState>) -> String {
+    register(
+        state,
+        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
+    )
+    .await
+}
+
+/// A sync body pushing `changes`.
+fn push(changes: Vec<Change>) -> String {
+    json!({ "changes": changes }).to_string()
+}
+
 /// A resident's phone: a real store with a submitted pothole report; returns its changes.
 fn phone_report(dir: &std::path::Path, lat: f64, lon: f64) -> (String, Vec<Change>) {
     let path = dir.join("phone.db");
@@ -155,11 +169,7 @@ async fn scope_tokens_and_bad_input_are_enforced() {
         StatusCode::FORBIDDEN,
         "inspectors need the admin key"
     );
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let far_inspector = register(
         &server,
         json!({"role": "inspector", "wards": ["23"], "admin_key": "city-admin"}),
@@ -271,13 +281,8 @@ async fn no_device_can_expire_the_others_cursors_with_back_dated_changes() {
         .unwrap(),
     );
     let resident = register(&server, json!({})).await;
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let (_, changes) = phone_report(dir.path(), 43.6534, -79.3841);
-    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&resident), &push(changes.clone()))
             .await
@@ -358,16 +363,11 @@ async fn a_neighbour_learns_nothing_of_who_reported_or_of_internal_notes() {
         )
     };
     let ben = register(&server, json!({})).await;
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let a_dir = dir.path().join("a");
     std::fs::create_dir_all(&a_dir).unwrap();
     let (_, changes) = phone_report(&a_dir, 43.6534, -79.3841);
     let replica = changes[0].replica().to_string();
-    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&ana), &push(changes.clone()))
             .await
@@ -495,17 +495,12 @@ async fn no_device_can_push_under_another_devices_replica() {
     let server = state(&dir.path().join("server"));
     let ana = register(&server, json!({})).await;
     let ben = register(&server, json!({})).await;
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
     let (ana_request, anas) = phone_report(&a_dir, 43.6534, -79.3841);
     let (_, bens) = phone_report(&b_dir, 43.6539, -79.3841);
-    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
             .await
@@ -578,7 +573,6 @@ async fn a_request_that_moves_into_sight_arrives_whole() {
     // Ana reports in Scarborough, Ben at City Hall: nothing of hers is in his sight.
     let (ana_request, anas) = phone_report(&a_dir, 43.7700, -79.2000);
     let (_, bens) = phone_report(&b_dir, 43.6539, -79.3841);
-    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
             .await
@@ -643,13 +637,8 @@ async fn a_resident_cannot_grow_a_request_without_bound() {
     let dir = tempfile::tempdir().unwrap();
     let server = state(&dir.path().join("server"));
     let ana = register(&server, json!({})).await;
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let (request, anas) = phone_report(dir.path(), 43.6534, -79.3841);
-    let push = |c: Vec<Change>| json!({ "changes": c }).to_string();
     assert_eq!(
         post(&server, "/v1/sync", Some(&ana), &push(anas.clone()))
             .await
@@ -741,11 +730,7 @@ async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
         assert_eq!(v["more"], false, "one call: {v}");
     }
     // The ward's inspector pages through all of it, in order, and nothing else.
-    let inspector = register(
-        &server,
-        json!({"role": "inspector", "wards": ["10"], "admin_key": "city-admin"}),
-    )
-    .await;
+    let inspector = inspector_of_ward_10(&server).await;
     let (mut cursor, mut seen, mut rounds) = (None::<String>, 0, 0);
     loop {
         let (_, v) = post(

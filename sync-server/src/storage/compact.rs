@@ -14,16 +14,39 @@ pub const STEP: usize = 256;
 /// Where a compaction has reached.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    /// The latest arrival number compaction may drop, found by the first step.
+    pub arrived_by: Option<u64>,
     /// The last request looked at; the next step starts after it.
     pub after: Option<RequestId>,
     pub deleted: usize,
     pub done: bool,
 }
 
+/// A whole compaction: `write` runs [`step`] in a write transaction of its own until done.
+/// Returns how many changes went.
+pub fn run(mut write: impl FnMut(Progress) -> R<Progress>) -> R<usize> {
+    let mut progress = Progress::default();
+    while !progress.done {
+        progress = write(progress)?;
+    }
+    Ok(progress.deleted)
+}
+
 /// One step of compaction from `progress`: up to [`STEP`] requests in request id order. Drops
-/// what [`merge::obsolete`] names among changes that arrived by `arrived_by` (an arrival
-/// number) and records how far that reached, so older cursors resync in full.
-pub fn step(tx: &mut dyn Tx, horizon: Hlc, arrived_by: u64, progress: &mut Progress) -> R<()> {
+/// what [`merge::obsolete`] names among changes that also arrived by `arrived_by_ms`, and
+/// records how far that reached, so older cursors resync in full.
+pub fn step(tx: &mut dyn Tx, horizon: Hlc, arrived_by_ms: i64, progress: &Progress) -> R<Progress> {
+    let mut progress = progress.clone();
+    let arrived_by = match progress.arrived_by {
+        Some(seq) => seq,
+        None => match tx.arrived_by(arrived_by_ms)? {
+            Some(seq) => *progress.arrived_by.insert(seq),
+            None => {
+                progress.done = true; // nothing arrived that long ago
+                return Ok(progress);
+            }
+        },
+    };
     let requests = tx.requests_after(progress.after.as_ref(), STEP)?;
     progress.done = requests.len() < STEP;
     let (mut gone, mut reached) = (Vec::new(), 0u64);
@@ -47,5 +70,5 @@ pub fn step(tx: &mut dyn Tx, horizon: Hlc, arrived_by: u64, progress: &mut Progr
         tx.note_compaction(reached)?;
         progress.deleted += gone.len();
     }
-    Ok(())
+    Ok(progress)
 }

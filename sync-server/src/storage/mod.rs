@@ -4,6 +4,7 @@
 //! transaction, and blocking: callers run it off the async executor.
 
 mod compact;
+mod conns;
 pub mod postgres;
 mod pull;
 mod push;
@@ -11,6 +12,7 @@ pub mod sqlite;
 mod tx;
 
 use curbside_core::sync::protocol::Assigned;
+use curbside_core::sync::protocol::Role;
 use curbside_core::sync::{Change, Hlc, StoredChange};
 use curbside_core::vocab::ReplicaId;
 use curbside_core::Catalog;
@@ -132,6 +134,48 @@ pub(crate) fn where_it_may_block<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         Ok(v) => v,
         Err(panic) => std::panic::resume_unwind(panic),
     })
+}
+
+/// The catalogue as stored: Toronto's until one is imported.
+fn stored_catalog(document: Option<String>) -> Result<Catalog, ServerError> {
+    match document {
+        Some(doc) => Catalog::parse(doc.as_bytes())
+            .map_err(|e| ServerError::Internal(format!("stored catalogue: {e}"))),
+        None => Ok(Catalog::toronto()),
+    }
+}
+
+/// A device's wards as the `devices.wards` column keeps them: a JSON array, sorted.
+fn wards_column(wards: &std::collections::HashSet<String>) -> String {
+    let mut wards: Vec<&String> = wards.iter().collect();
+    wards.sort();
+    serde_json::to_string(&wards).unwrap_or_default()
+}
+
+/// A device from its `devices` row.
+fn device_of(id: String, role: &str, wards: &str) -> Device {
+    Device {
+        id,
+        role: Role::parse(role).unwrap_or(Role::Resident),
+        wards: serde_json::from_str(wards).unwrap_or_default(),
+    }
+}
+
+/// A device's record for operators from its `devices` row.
+fn record_of(
+    device_id: String,
+    role: String,
+    wards: &str,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+) -> DeviceRecord {
+    DeviceRecord {
+        device_id,
+        role,
+        wards: serde_json::from_str(wards).unwrap_or_default(),
+        created_at_ms,
+        revoked_at_ms,
+    }
 }
 
 /// The storage `config` names: the SQLite file in the data directory, or a PostgreSQL

@@ -4,7 +4,11 @@
 //! database of its own. `scripts/test.sh` runs it both ways.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use curbside_server::Config;
 
@@ -43,4 +47,27 @@ fn fresh_database(server: &str) -> String {
     );
     curbside_server::storage::postgres::create_database(server, &name)
         .unwrap_or_else(|e| panic!("CURBSIDE_TEST_DATABASE {server}: {e}"))
+}
+
+/// Starts a server process from `command` (its stderr piped and read on a thread of its own)
+/// and waits until it listens: the process, its address, and its log lines as they come.
+pub fn listening(command: &mut Command) -> (Child, String, Receiver<String>) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Read to the end even when nobody listens: a server whose log pipe closes dies.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server starts listening");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, addr, rx)
 }

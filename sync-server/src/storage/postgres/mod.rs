@@ -12,7 +12,6 @@ mod tx;
 
 use std::sync::{Arc, OnceLock};
 
-use curbside_core::sync::protocol::Role;
 use curbside_core::sync::Hlc;
 use curbside_core::vocab::{Entropy, ReplicaId};
 use curbside_core::{Catalog, Jurisdiction};
@@ -116,7 +115,7 @@ impl PgStorage {
         let (writer, (pseudonym_key, server_id)) = super::where_it_may_block(|| {
             let mut conn = Conn::open(&config).map_err(startup)?;
             let keys = climb(&mut conn, now_ms, entropy).map_err(startup)?;
-            Ok::<_, ServerError>((Writer::start(conn, config.clone()), keys))
+            Ok::<_, ServerError>((Writer::start(conn, config.clone())?, keys))
         })?;
         Ok(PgStorage {
             writer,
@@ -219,11 +218,7 @@ impl Storage for PgStorage {
                 .query_opt("SELECT document FROM catalog WHERE id = 1", &[])?
                 .map(|r| r.get(0)))
         })?;
-        match doc {
-            Some(doc) => Catalog::parse(doc.as_bytes())
-                .map_err(|e| ServerError::Internal(format!("stored catalogue: {e}"))),
-            None => Ok(Catalog::toronto()),
-        }
+        super::stored_catalog(doc)
     }
 
     fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
@@ -232,9 +227,7 @@ impl Storage for PgStorage {
     }
 
     fn add_device(&self, d: &NewDevice) -> Result<(), ServerError> {
-        let mut wards: Vec<&String> = d.device.wards.iter().collect();
-        wards.sort();
-        let wards = serde_json::to_string(&wards).unwrap_or_default();
+        let wards = super::wards_column(&d.device.wards);
         let d = d.clone();
         self.write(move |tx| {
             tx.write(
@@ -260,11 +253,7 @@ impl Storage for PgStorage {
                 &[&token_hash],
             )
         })?;
-        Ok(row.map(|r| Device {
-            id: r.get(0),
-            role: Role::parse(r.get(1)).unwrap_or(Role::Resident),
-            wards: serde_json::from_str(r.get(2)).unwrap_or_default(),
-        }))
+        Ok(row.map(|r| super::device_of(r.get(0), r.get(1), r.get(2))))
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, ServerError> {
@@ -277,13 +266,7 @@ impl Storage for PgStorage {
         })?;
         Ok(rows
             .iter()
-            .map(|r| DeviceRecord {
-                device_id: r.get(0),
-                role: r.get(1),
-                wards: serde_json::from_str(r.get(2)).unwrap_or_default(),
-                created_at_ms: r.get(3),
-                revoked_at_ms: r.get(4),
-            })
+            .map(|r| super::record_of(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
             .collect())
     }
 
@@ -312,7 +295,7 @@ impl Storage for PgStorage {
     }
 
     fn pool_use(&self) -> super::PoolUse {
-        self.writer.commits.with(self.readers.use_())
+        self.writer.commits().with(self.readers.use_())
     }
 
     fn writable(&self) -> Result<(), ServerError> {
@@ -459,18 +442,8 @@ impl Storage for PgStorage {
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
-        let Some(arrived_by) = self.write(move |tx| tx.arrived_by(arrived_by_ms))? else {
-            return Ok(0);
-        };
-        let mut progress = compact::Progress::default();
-        while !progress.done {
-            let from = progress.clone();
-            progress = self.write(move |tx| {
-                let mut next = from.clone();
-                compact::step(tx, horizon, arrived_by, &mut next)?;
-                Ok(next)
-            })?;
-        }
-        Ok(progress.deleted)
+        compact::run(|progress| {
+            self.write(move |tx| compact::step(tx, horizon, arrived_by_ms, &progress))
+        })
     }
 }

@@ -215,6 +215,34 @@ fn feed_key(key: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// The `logged` step of a statement: a device's changes, [`ChangeArrays`] as $1 to $7, inserted
+/// (those seen before skipped) with their arrival numbers, which it returns with their requests.
+macro_rules! logged_changes {
+    () => {
+        "WITH logged AS (
+             INSERT INTO sync_changes
+                 (seq, request_id, replica, counter, field, value, hlc, replaced)
+             SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
+                    c.value, c.hlc, c.replaced
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                         $6::int8[], $7::int8[]) WITH ORDINALITY
+                  AS c(request_id, replica, counter, field, value, hlc, replaced, n)
+             ORDER BY c.n
+             ON CONFLICT (request_id, replica, counter) DO NOTHING
+             RETURNING seq, request_id)"
+    };
+}
+
+/// The `counted` step: what `logged` inserted, added to its requests' counts of changes.
+macro_rules! counted {
+    () => {
+        "counted AS (
+             UPDATE requests r SET changes = r.changes + l.n
+             FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
+             WHERE r.request_id = l.request_id)"
+    };
+}
+
 /// A batch of changes as the arrays the log's insert takes ($1 to $7).
 struct ChangeArrays<'c> {
     requests: Vec<String>,
@@ -366,7 +394,8 @@ impl Tx for PgTx<'_, '_> {
         let texts: Vec<String> = values.iter().map(|(_, v)| v.to_json_text()).collect();
         // The server's replica is every instance's: its counter is a sequence they share.
         let rows = self.write(
-            "WITH logged AS (
+            concat!(
+                "WITH logged AS (
              INSERT INTO sync_changes (seq, request_id, replica, counter, field, value, hlc)
              SELECT nextval('arrival_numbers'), v.request_id, m.value, nextval('own_counter'),
                     v.field, v.value, $4
@@ -374,12 +403,10 @@ impl Tx for PgTx<'_, '_> {
                   AS v(request_id, field, value, n)
              CROSS JOIN meta m WHERE m.key = 'replica_id'
              ORDER BY v.n
-             RETURNING seq, request_id),
-             counted AS (
-                 UPDATE requests r SET changes = r.changes + l.n
-                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
-                 WHERE r.request_id = l.request_id)
-             SELECT seq, request_id FROM logged",
+             RETURNING seq, request_id), ",
+                counted!(),
+                " SELECT seq, request_id FROM logged"
+            ),
             &[
                 &ids,
                 &fields,
@@ -396,22 +423,12 @@ impl Tx for PgTx<'_, '_> {
         }
         let c = ChangeArrays::of(changes);
         let rows = self.write(
-            "WITH logged AS (
-                 INSERT INTO sync_changes
-                     (seq, request_id, replica, counter, field, value, hlc, replaced)
-                 SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
-                        c.value, c.hlc, c.replaced
-                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                             $6::int8[], $7::int8[]) WITH ORDINALITY
-                      AS c(request_id, replica, counter, field, value, hlc, replaced, n)
-                 ORDER BY c.n
-                 ON CONFLICT (request_id, replica, counter) DO NOTHING
-                 RETURNING seq, request_id),
-             counted AS (
-                 UPDATE requests r SET changes = r.changes + l.n
-                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
-                 WHERE r.request_id = l.request_id)
-             SELECT seq, request_id FROM logged",
+            concat!(
+                logged_changes!(),
+                ", ",
+                counted!(),
+                " SELECT seq, request_id FROM logged"
+            ),
             &c.params(),
         )?;
         arrivals(rows)
@@ -433,21 +450,11 @@ impl Tx for PgTx<'_, '_> {
         let mut params = c.params();
         params.extend([&of as &(dyn ToSql + Sync), &hashed, &now_ms]);
         self.write(
-            "WITH logged AS (
-                 INSERT INTO sync_changes
-                     (seq, request_id, replica, counter, field, value, hlc, replaced)
-                 SELECT nextval('arrival_numbers'), c.request_id, c.replica, c.counter, c.field,
-                        c.value, c.hlc, c.replaced
-                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                             $6::int8[], $7::int8[]) WITH ORDINALITY
-                      AS c(request_id, replica, counter, field, value, hlc, replaced, n)
-                 ORDER BY c.n
-                 ON CONFLICT (request_id, replica, counter) DO NOTHING
-                 RETURNING seq, request_id),
-             counted AS (
-                 UPDATE requests r SET changes = r.changes + l.n
-                 FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
-                 WHERE r.request_id = l.request_id),
+            concat!(
+                logged_changes!(),
+                ", ",
+                counted!(),
+                ",
              filed AS (
                  INSERT INTO feed (key, seq)
                  SELECT k.key, l.seq FROM logged l
@@ -456,7 +463,8 @@ impl Tx for PgTx<'_, '_> {
                  ON CONFLICT DO NOTHING)
              INSERT INTO arrivals (seq, at_ms) SELECT max(seq), $10 FROM logged
              HAVING max(seq) IS NOT NULL
-             ON CONFLICT (seq) DO UPDATE SET at_ms = excluded.at_ms",
+             ON CONFLICT (seq) DO UPDATE SET at_ms = excluded.at_ms"
+            ),
             &params,
         )?;
         Ok(())

@@ -2,23 +2,17 @@
 //! transaction (group commit: one sync to disk for all of them), and a pool of readers, each
 //! read on its own snapshot of the WAL, so reads never wait for writes or for each other.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{self, SyncSender};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::storage::conns::{answer, caught, Pool, Queue};
 use crate::ServerError;
 
-/// Writes one commit takes at most: enough to share a sync to disk, few enough that the first
-/// caller's answer is not held long.
-const MAX_BATCH: usize = 128;
 /// Readers open at most: more would only share the same cores, and each opening costs a read
 /// of the schema. A read waits for a free one.
 const READERS: usize = 16;
-/// How long a read waits for a free reader before the caller is told to come back.
-const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A write waiting for the writer: run in its own savepoint (its failure undoes only itself),
 /// answered once the batch it is in has committed.
@@ -40,29 +34,18 @@ where
 {
     fn run(&mut self, tx: &Transaction) -> bool {
         let f = self.f.take().expect("run once");
-        let result = catch_unwind(AssertUnwindSafe(|| f(tx)))
-            .unwrap_or_else(|_| Err(ServerError::Internal("a write panicked".into())));
+        let result = caught("write", || f(tx));
         let ok = result.is_ok();
         self.result = Some(result);
         ok
     }
 
     fn finish(&mut self, committed: Result<(), String>) {
-        let result = match (self.result.take(), committed) {
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(v)), Ok(())) => Ok(v),
-            (_, Err(e)) => Err(ServerError::Internal(format!("database commit: {e}"))),
-            (None, Ok(())) => Err(ServerError::Internal("a write was not run".into())),
-        };
-        let _ = self.reply.send(result);
+        let _ = self.reply.send(answer(self.result.take(), committed));
     }
 }
 
-pub(super) struct Writer {
-    jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    pub commits: std::sync::Arc<crate::storage::Commits>,
-}
+pub(super) struct Writer(Queue<dyn Job>);
 
 /// Copies the WAL back into the database on its own thread and connection after commits, so
 /// no commit waits for a checkpoint (SQLite's automatic one runs in the committing writer).
@@ -89,25 +72,25 @@ fn checkpointer(path: &Path) -> Result<SyncSender<()>, String> {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection, path: &Path) -> Result<Writer, String> {
+    pub(super) fn start(mut conn: Connection, path: &Path) -> Result<Writer, String> {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| e.to_string())?;
         // The operator's tools (device revoke) write to the same file now and then.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         let nudge = checkpointer(path)?;
-        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        let commits = std::sync::Arc::new(crate::storage::Commits::default());
-        let tally = commits.clone();
-        let thread = std::thread::Builder::new()
-            .name("curbside-writer".into())
-            .spawn(move || write_loop(conn, queue, nudge, &tally))
-            .map_err(|e| e.to_string())?;
-        Ok(Writer {
-            jobs: Mutex::new(Some(jobs)),
-            thread: Some(thread),
-            commits,
+        let queue = Queue::start("curbside-writer", move |batch: &mut Vec<Box<dyn Job>>| {
+            let committed = commit(&mut conn, batch).map_err(|e| e.to_string());
+            if let Err(e) = &committed {
+                tracing::error!(error = %e, writes = batch.len(), "group commit failed");
+            }
+            for job in batch.iter_mut() {
+                job.finish(committed.clone());
+            }
+            let _ = nudge.try_send(());
         })
+        .map_err(|e| e.to_string())?;
+        Ok(Writer(queue))
     }
 
     /// Runs `f` in the next group commit and returns its result once that has committed.
@@ -121,53 +104,11 @@ impl Writer {
             result: None,
             reply,
         });
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|jobs| jobs.send(job).is_ok());
-        if sent != Some(true) {
-            return Err(ServerError::Internal("the writer has stopped".into()));
-        }
-        answer
-            .recv()
-            .unwrap_or_else(|_| Err(ServerError::Internal("the writer has stopped".into())))
+        self.0.send(job, answer)
     }
-}
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn write_loop(
-    mut conn: Connection,
-    queue: Receiver<Box<dyn Job>>,
-    nudge: SyncSender<()>,
-    tally: &crate::storage::Commits,
-) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let committed = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
-        tally.add(batch.len());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, writes = batch.len(), "group commit failed");
-        }
-        for job in &mut batch {
-            job.finish(committed.clone());
-        }
-        let _ = nudge.try_send(());
+    pub(super) fn commits(&self) -> &crate::storage::Commits {
+        &self.0.commits
     }
 }
 
@@ -186,59 +127,19 @@ fn commit(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result
 
 pub(super) struct Readers {
     path: PathBuf,
-    /// Idle connections, and how many are open in all.
-    idle: Mutex<(Vec<Connection>, usize)>,
-    freed: Condvar,
+    pool: Pool<Connection>,
 }
 
 impl Readers {
     pub(super) fn new(path: &Path) -> Readers {
         Readers {
             path: path.to_path_buf(),
-            idle: Mutex::new((Vec::new(), 0)),
-            freed: Condvar::new(),
+            pool: Pool::new(READERS),
         }
     }
 
-    /// Readers open, busy, and the most there may be.
-    pub fn use_(&self) -> crate::storage::PoolUse {
-        let pool = self.pool();
-        crate::storage::PoolUse {
-            readers_open: pool.1 as u64,
-            readers_busy: pool.1.saturating_sub(pool.0.len()) as u64,
-            readers_max: READERS as u64,
-            ..Default::default()
-        }
-    }
-
-    fn pool(&self) -> MutexGuard<'_, (Vec<Connection>, usize)> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An idle reader, or a new one while fewer than [`READERS`] are open, or the next freed.
-    fn take(&self) -> Result<Connection, ServerError> {
-        let mut pool = self.pool();
-        loop {
-            if let Some(c) = pool.0.pop() {
-                return Ok(c);
-            }
-            if pool.1 < READERS {
-                pool.1 += 1;
-                drop(pool);
-                return self.open().inspect_err(|_| self.pool().1 -= 1);
-            }
-            let (next, waited) = self
-                .freed
-                .wait_timeout(pool, READ_WAIT)
-                .unwrap_or_else(|p| p.into_inner());
-            pool = next;
-            if waited.timed_out() && pool.0.is_empty() && pool.1 >= READERS {
-                return Err(ServerError::TooMany {
-                    retry_after_s: 1,
-                    message: "the server is busy: try again shortly".into(),
-                });
-            }
-        }
+    pub(super) fn use_(&self) -> crate::storage::PoolUse {
+        self.pool.use_()
     }
 
     fn open(&self) -> Result<Connection, ServerError> {
@@ -259,14 +160,7 @@ impl Readers {
         &self,
         f: impl FnOnce(&Transaction) -> Result<T, ServerError>,
     ) -> Result<T, ServerError> {
-        let mut conn = self.take()?;
-        let value = catch_unwind(AssertUnwindSafe(|| match conn.transaction() {
-            Ok(snapshot) => f(&snapshot),
-            Err(e) => Err(e.into()),
-        }))
-        .unwrap_or_else(|_| Err(ServerError::Internal("a read panicked".into())));
-        self.pool().0.push(conn);
-        self.freed.notify_one();
-        value
+        self.pool
+            .with(|| self.open(), |_| true, |conn| f(&conn.transaction()?))
     }
 }

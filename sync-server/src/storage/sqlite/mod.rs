@@ -15,14 +15,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use curbside_core::sql::{self, Key};
-use curbside_core::sync::protocol::Role;
 use curbside_core::sync::{log, Hlc};
 use curbside_core::vocab::Entropy;
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::push::{self, Pushed};
-use super::tx::Tx;
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::scope::Device;
 use crate::ServerError;
@@ -150,11 +148,7 @@ impl Storage for SqliteStorage {
                 })
                 .optional()?)
         })?;
-        match doc {
-            Some(doc) => Catalog::parse(doc.as_bytes())
-                .map_err(|e| ServerError::Internal(format!("stored catalogue: {e}"))),
-            None => Ok(Catalog::toronto()),
-        }
+        super::stored_catalog(doc)
     }
 
     fn replace_catalog(&self, catalog: &Catalog, now_ms: i64) -> Result<(), ServerError> {
@@ -163,9 +157,7 @@ impl Storage for SqliteStorage {
     }
 
     fn add_device(&self, d: &NewDevice) -> Result<(), ServerError> {
-        let mut wards: Vec<&String> = d.device.wards.iter().collect();
-        wards.sort();
-        let wards = serde_json::to_string(&wards).unwrap_or_default();
+        let wards = super::wards_column(&d.device.wards);
         let d = d.clone();
         self.write(move |tx| {
             tx.prepare_cached(
@@ -193,11 +185,7 @@ impl Storage for SqliteStorage {
                 .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?)
         })?;
-        Ok(row.map(|(id, role, wards)| Device {
-            id,
-            role: Role::parse(&role).unwrap_or(Role::Resident),
-            wards: serde_json::from_str(&wards).unwrap_or_default(),
-        }))
+        Ok(row.map(|(id, role, wards)| super::device_of(id, &role, &wards)))
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, ServerError> {
@@ -207,13 +195,13 @@ impl Storage for SqliteStorage {
                  ORDER BY created_at, device_id",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok(DeviceRecord {
-                    device_id: r.get(0)?,
-                    role: r.get(1)?,
-                    wards: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-                    created_at_ms: r.get(3)?,
-                    revoked_at_ms: r.get(4)?,
-                })
+                Ok(super::record_of(
+                    r.get(0)?,
+                    r.get(1)?,
+                    &r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -241,7 +229,7 @@ impl Storage for SqliteStorage {
     }
 
     fn pool_use(&self) -> super::PoolUse {
-        self.writer.commits.with(self.readers.use_())
+        self.writer.commits().with(self.readers.use_())
     }
 
     fn writable(&self) -> Result<(), ServerError> {
@@ -375,17 +363,10 @@ impl Storage for SqliteStorage {
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {
-        let Some(arrived_by) = self.write(move |tx| SqliteTx(tx).arrived_by(arrived_by_ms))? else {
-            return Ok(0);
-        };
-        let mut progress = compact::Progress::default();
-        while !progress.done {
-            let mut next = progress.clone();
-            progress = self.write(move |tx| {
-                compact::step(&mut SqliteTx(tx), horizon, arrived_by, &mut next)?;
-                Ok(next)
-            })?;
-        }
-        Ok(progress.deleted)
+        compact::run(|progress| {
+            self.write(move |tx| {
+                compact::step(&mut SqliteTx(tx), horizon, arrived_by_ms, &progress)
+            })
+        })
     }
 }
