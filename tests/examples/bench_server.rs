@@ -269,7 +269,11 @@ async fn load(
                     if status == 200 {
                         let v: Value = serde_json::from_slice(&answer).unwrap();
                         d.cursor = v["cursor"].as_str().unwrap().to_string();
-                        pulled += v["changes"].as_array().map_or(0, Vec::len) as u64;
+                        pulled += v["groups"].as_array().map_or(0, |runs| {
+                            runs.iter()
+                                .map(|r| r["changes"].as_array().map_or(0, Vec::len))
+                                .sum::<usize>()
+                        }) as u64;
                     } else {
                         refused += 1;
                     }

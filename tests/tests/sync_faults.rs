@@ -202,7 +202,8 @@ fn a_device_offline_past_the_retention_resyncs_in_full() {
 fn a_resync_over_many_pages_brings_back_the_devices_own_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), 180);
-    let seeded = 300;
+    // More than a page's worth of changes (PAGE).
+    let seeded = curbside_core::sync::protocol::PAGE / CHANGES_PER_REQUEST + 100;
     let base = SystemClock.now_ms() as u64 - DAY_MS as u64;
     let ids = seed_requests(&server, seeded, "5eed5eed5eed5eed", base);
     let (a, b) = (
@@ -221,8 +222,10 @@ fn a_resync_over_many_pages_brings_back_the_devices_own_changes() {
     // B overwrites a status A has not seen; compacting it expires A's cursor.
     city_wide_inspector(&b, &server.url());
     sync(&b);
-    b.set_status(&ids[299], State::Scheduled, None).unwrap();
-    b.set_status(&ids[299], State::InProgress, None).unwrap();
+    b.set_status(&ids[seeded - 1], State::Scheduled, None)
+        .unwrap();
+    b.set_status(&ids[seeded - 1], State::InProgress, None)
+        .unwrap();
     sync(&b);
     std::thread::sleep(Duration::from_millis(5));
     assert!(curbside_server::compact(&server.state, 0).unwrap() >= 1);
@@ -242,7 +245,7 @@ fn a_resync_over_many_pages_brings_back_the_devices_own_changes() {
     let report = sync(&a);
     assert!(report.pulled > 0, "{report:?}");
     let server_db = server.db();
-    for id in [&ids[0], &ids[4], &ids[299]] {
+    for id in [&ids[0], &ids[4], &ids[seeded - 1]] {
         let truth =
             curbside_core::sync::document(&server_db, &RequestId::parse(id).unwrap()).unwrap();
         let mine = a.request(id).unwrap();

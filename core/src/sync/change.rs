@@ -269,9 +269,10 @@ fn build(
     replaced: Option<u64>,
     value: impl FnOnce(&str) -> Result<FieldValue, ChangeError>,
 ) -> Result<Change, ChangeError> {
-    let id_text: String = id.chars().take(80).collect();
+    // Quoted in errors, shortened; made only for an error.
+    let id_text = || -> String { id.chars().take(80).collect() };
     let malformed = |reason: &str| ChangeError::Malformed {
-        id: id_text.clone(),
+        id: id_text(),
         reason: reason.into(),
     };
     if id.is_empty() || id.len() > 128 {
@@ -288,7 +289,7 @@ fn build(
     Ok(Change {
         id: change_id,
         request_id,
-        value: value(&id_text)?,
+        value: value(&id)?,
         hlc: Hlc(hlc),
         replaced: replaced.map(Hlc),
     })

@@ -786,13 +786,89 @@ pub fn forget_arrivals(tx: &Transaction, seqs: &[u64]) -> Result<usize> {
     Ok(n)
 }
 
-/// The columns of `sync_change_rows` that [`read_stored`] reads, in its order: for a store
-/// that joins the log with tables of its own (the server's feed), the change first.
-pub const STORED_COLUMNS: &str = CHANGE_COLUMNS;
+/// The log's own columns of a change in `sync_changes c`, its names still numbers, in the
+/// order [`NumberNames::stored`] reads them.
+pub const NUMBERED_COLUMNS: &str =
+    "c.request, c.replica, c.counter, c.field, c.value, c.hlc, c.replaced";
 
-/// A change as stored, from a row that starts with [`STORED_COLUMNS`].
-pub fn read_stored(r: &rusqlite::Row) -> Result<StoredChange> {
-    stored_from_row(r)
+/// The names behind the log's numbers, each read once when first met: a reader of many changes
+/// of a few requests (the server's feed) looks up a request's id once, not once per change
+/// through the `sync_change_rows` view's joins.
+#[derive(Default)]
+pub struct NumberNames {
+    requests: HashMap<i64, RequestId>,
+    replicas: HashMap<i64, ReplicaId>,
+    fields: HashMap<i64, Field>,
+    /// The last request and replica met: a request's changes mostly come one after another.
+    last: Option<(i64, RequestId, i64, ReplicaId)>,
+}
+
+impl NumberNames {
+    /// A change as stored, from a row that starts with [`NUMBERED_COLUMNS`].
+    pub fn stored(&mut self, conn: &Connection, r: &rusqlite::Row) -> Result<StoredChange> {
+        let (request, replica, field): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(3)?);
+        let (request_id, replica) = match &self.last {
+            Some((q, id, p, rid)) if *q == request && *p == replica => (*id, rid.clone()),
+            _ => {
+                let ids = (self.request(conn, request)?, self.replica(conn, replica)?);
+                self.last = Some((request, ids.0, replica, ids.1.clone()));
+                ids
+            }
+        };
+        if !self.fields.contains_key(&field) {
+            // Fields are few: one read learns them all.
+            let mut stmt = conn.prepare_cached("SELECT n, name FROM sync_fields")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                if let Some(f) = Field::parse(row.get_ref(1)?.as_str().map_err(stored)?) {
+                    self.fields.insert(row.get(0)?, f);
+                }
+            }
+        }
+        let field = self
+            .fields
+            .get(&field)
+            .cloned()
+            .ok_or_else(|| stored(format!("field number {field}")))?;
+        Ok(StoredChange {
+            id: ChangeId {
+                replica,
+                counter: r.get::<_, i64>(2)? as u64,
+            },
+            request_id,
+            field,
+            value: serde_json::value::RawValue::from_string(
+                r.get_ref(4)?.as_str().map_err(stored)?.to_string(),
+            )
+            .map_err(stored)?,
+            hlc: Hlc(r.get::<_, i64>(5)? as u64),
+            replaced: r.get::<_, Option<i64>>(6)?.map(|h| Hlc(h as u64)),
+        })
+    }
+
+    fn request(&mut self, conn: &Connection, n: i64) -> Result<RequestId> {
+        if let Some(id) = self.requests.get(&n) {
+            return Ok(*id);
+        }
+        let text: String = conn
+            .prepare_cached("SELECT id FROM sync_requests WHERE n = ?1")?
+            .query_row([n], |r| r.get(0))?;
+        let id = RequestId::parse(&text).map_err(stored)?;
+        self.requests.insert(n, id);
+        Ok(id)
+    }
+
+    fn replica(&mut self, conn: &Connection, n: i64) -> Result<ReplicaId> {
+        if let Some(id) = self.replicas.get(&n) {
+            return Ok(id.clone());
+        }
+        let text: String = conn
+            .prepare_cached("SELECT id FROM sync_replicas WHERE n = ?1")?
+            .query_row([n], |r| r.get(0))?;
+        let id = ReplicaId::parse(&text).ok_or_else(|| stored("replica id"))?;
+        self.replicas.insert(n, id.clone());
+        Ok(id)
+    }
 }
 
 /// The change that arrived as number `seq`, as stored (`None`: compacted away). Needs an index

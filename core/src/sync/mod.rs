@@ -6,7 +6,8 @@
 //! - [`merge`]: the merge rules, a pure function of a set of changes;
 //! - [`schema`] and [`log`]: the change log's tables and their storage, in a device's store and
 //!   in the server's file alike;
-//! - [`protocol`], [`transport`], [`engine`]: the sync protocol's messages, how a server is
+//! - [`protocol`] and [`page`], [`transport`], [`engine`]: the sync protocol's messages (a
+//!   pull's page in runs of one request and replica), how a server is
 //!   reached, and the rounds that push and pull — with no HTTP in them. [`http`] (feature
 //!   `client`) is the HTTP transport.
 
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod http;
 pub mod log;
 pub mod merge;
+pub mod page;
 pub mod protocol;
 pub mod schema;
 pub mod transport;

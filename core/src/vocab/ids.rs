@@ -162,21 +162,21 @@ impl rusqlite::types::FromSql for RequestId {
     }
 }
 
-/// The id of a replica: a store on a device, or a server. 1 to 64 characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ReplicaId(String);
+/// The id of a replica: a store on a device, or a server. 1 to 64 characters. Shared, not
+/// copied: every change id holds its replica's.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId(Arc<str>);
 
 impl ReplicaId {
     /// A new replica id: 64 random bits, enough to never meet another replica.
     pub fn random(entropy: &dyn Entropy) -> ReplicaId {
-        ReplicaId(format!("{:016x}", entropy.next_u64()))
+        ReplicaId(format!("{:016x}", entropy.next_u64()).into())
     }
 
     /// 1 to 64 characters, none of them a control character (a database may refuse NUL).
     pub fn parse(s: &str) -> Option<ReplicaId> {
         (!s.is_empty() && s.len() <= MAX_REPLICA_CHARS && !s.chars().any(char::is_control))
-            .then(|| ReplicaId(s.to_string()))
+            .then(|| ReplicaId(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -193,6 +193,12 @@ impl fmt::Display for ReplicaId {
 impl fmt::Debug for ReplicaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ReplicaId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

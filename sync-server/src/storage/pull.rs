@@ -188,7 +188,7 @@ fn page_of(
     let keys = scope::feed_keys(view.device, &view.places);
     // Changes skipped (the device's own, or outside its view) count too: a page's work is
     // bounded even for a device that may see few of the changes filed under its keys.
-    let scan = page.saturating_mul(4).max(64);
+    let scan = page.saturating_mul(2).max(64);
     let (mut out, mut cursor, mut scanned) = (Vec::new(), after, 0usize);
     loop {
         let want = (page - out.len()).min(scan - scanned);

@@ -210,9 +210,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()> {
-        let mut insert = self
-            .0
-            .prepare_cached("INSERT OR IGNORE INTO feed (key, seq) VALUES (?1, ?2)")?;
+        let mut insert = self.0.prepare_cached(super::schema::FILE)?;
         for (key, seq) in entries {
             insert.execute(params![key, *seq as i64])?;
         }
@@ -338,10 +336,14 @@ impl Tx for SqliteTx<'_> {
     fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
+        // The log's numbers, not the view's names: a page holds many changes of few
+        // requests, and each name is looked up once (`NumberNames`), not joined per row.
         let sql = format!(
-            "SELECT {}, f.seq FROM feed f JOIN sync_change_rows c ON c.seq = f.seq
+            "SELECT {}, f.seq FROM feed f
+             JOIN sync_changes c ON (c.request, c.replica, c.counter, c.seq)
+                                  = (f.request, f.replica, f.counter, f.seq)
              WHERE f.key = ?1 AND f.seq > ?2 ORDER BY f.seq",
-            log::STORED_COLUMNS
+            log::NUMBERED_COLUMNS
         );
         // Each stream its own cached statement (the same text twice would share one).
         let mut statements = Vec::with_capacity(keys.len());
@@ -352,9 +354,11 @@ impl Tx for SqliteTx<'_> {
         for (stmt, key) in statements.iter_mut().zip(keys) {
             streams.push(stmt.query(params![key, after as i64])?);
         }
-        let next = |rows: &mut rusqlite::Rows| -> R<Option<(u64, StoredChange)>> {
+        let conn: &rusqlite::Connection = self.0;
+        let mut names = log::NumberNames::default();
+        let mut next = |rows: &mut rusqlite::Rows| -> R<Option<(u64, StoredChange)>> {
             Ok(match rows.next()? {
-                Some(r) => Some((r.get::<_, i64>(7)? as u64, log::read_stored(r)?)),
+                Some(r) => Some((r.get::<_, i64>(7)? as u64, names.stored(conn, r)?)),
                 None => None,
             })
         };
