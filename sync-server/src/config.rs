@@ -62,6 +62,9 @@ pub struct Limits {
     /// Photo requests (HEAD, PATCH, GET) one device may make per minute.
     #[arg(long, env = "CURBSIDE_MEDIA_PER_MINUTE", default_value_t = 600)]
     pub media_per_minute: u32,
+    /// Requests one Open311 API key may post per minute (a burst of a fifth of that).
+    #[arg(long, env = "CURBSIDE_OPEN311_POSTS_PER_MINUTE", default_value_t = 600)]
+    pub open311_posts_per_minute: u32,
     /// Registrations one client address may make per hour.
     #[arg(long, env = "CURBSIDE_REGISTRATIONS_PER_HOUR", default_value_t = 60)]
     pub registrations_per_hour: u32,
@@ -106,6 +109,22 @@ pub enum Command {
     /// Registered devices: list them, or revoke one's token.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Open311 API keys (for `POST requests`): create, list, revoke.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Makes a key and prints it once: only its hash is kept.
+    Create {
+        /// Who the key is for (an app, a back office), as operators will read it.
+        label: String,
+    },
+    /// Every key: id, label, created, revoked (never the key itself).
+    List,
+    /// Revokes a key: posts with it get 403. What it posted stays.
+    Revoke { key_id: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -35,6 +35,12 @@ pub enum ServerError {
         request_id: String,
         message: String,
     },
+    /// The request conflicts with what is stored (an idempotency key reused for another).
+    #[error("{0}")]
+    Conflict(String),
+    /// Open311 input with problems, each naming its field: answered as one error each.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// A limit of this device, key or address: try again after `retry_after_s`.
@@ -64,7 +70,8 @@ impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServerError::BadRequest(_) | ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::CursorForeign => StatusCode::CONFLICT,
@@ -103,9 +110,20 @@ impl ServerError {
         error
     }
 
+    /// Every error object of the answer: one per problem of invalid input, else one.
+    pub fn error_objects(&self) -> Vec<Value> {
+        match self {
+            ServerError::Invalid(problems) => problems
+                .iter()
+                .map(|p| json!({ "code": 400, "description": p }))
+                .collect(),
+            _ => vec![self.error_object()],
+        }
+    }
+
     /// The response in the format the client asked for.
     pub fn respond(&self, format: Format) -> Response {
-        let mut response = crate::open311::error_body(format, self.status(), &self.error_object());
+        let mut response = crate::open311::error_body(format, self.status(), &self.error_objects());
         if let ServerError::TooMany { retry_after_s, .. } = self {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

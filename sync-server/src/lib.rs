@@ -13,7 +13,7 @@ mod error;
 pub mod limits;
 pub mod media;
 pub mod metrics;
-mod open311;
+pub mod open311;
 pub mod scope;
 pub mod storage;
 pub mod sync;
@@ -30,7 +30,7 @@ use curbside_core::vocab::{Clock, Entropy, OsEntropy, SystemClock};
 use curbside_core::Catalog;
 use tokio::net::TcpListener;
 
-pub use config::{Command, Config, DeviceCommand};
+pub use config::{ApiKeyCommand, Command, Config, DeviceCommand};
 pub use error::ServerError;
 pub use open311::Format;
 

@@ -21,6 +21,8 @@ pub enum Class {
     Media,
     /// Everything else a token is shown for (token rotation): counted as a sync.
     Other,
+    /// Requests posted over Open311, per API key.
+    Open311,
 }
 
 impl Class {
@@ -38,6 +40,7 @@ impl Class {
 pub struct Limits {
     sync: DefaultKeyedRateLimiter<String>,
     media: DefaultKeyedRateLimiter<String>,
+    open311: DefaultKeyedRateLimiter<String>,
     register: DefaultKeyedRateLimiter<IpAddr>,
     address: DefaultKeyedRateLimiter<IpAddr>,
     connections: DefaultKeyedRateLimiter<IpAddr>,
@@ -62,6 +65,7 @@ impl Limits {
         Limits {
             sync: RateLimiter::keyed(quota(c.syncs_per_minute, minute, 5)),
             media: RateLimiter::keyed(quota(c.media_per_minute, minute, 5)),
+            open311: RateLimiter::keyed(quota(c.open311_posts_per_minute, minute, 5)),
             register: RateLimiter::keyed(quota(
                 c.registrations_per_hour,
                 Duration::from_secs(3600),
@@ -95,6 +99,7 @@ impl Limits {
         let key = device_id.to_string();
         match class {
             Class::Media => self.check(&self.media, &key, "photo requests from this device"),
+            Class::Open311 => self.check(&self.open311, &key, "requests posted with this api_key"),
             Class::Sync | Class::Other => self.check(&self.sync, &key, "syncs from this device"),
         }
     }
@@ -114,7 +119,7 @@ impl Limits {
 
     /// Forgets keys whose budgets are full again: memory stays bounded by recent callers.
     pub fn forget_idle(&self) {
-        for l in [&self.sync, &self.media] {
+        for l in [&self.sync, &self.media, &self.open311] {
             l.retain_recent();
             l.shrink_to_fit();
         }

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use curbside_server::{serve, shutdown_signal, AppState, Command, Config, DeviceCommand};
+use curbside_server::{
+    serve, shutdown_signal, ApiKeyCommand, AppState, Command, Config, DeviceCommand,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,6 +40,46 @@ async fn main() -> ExitCode {
             })
             .await
             .unwrap_or(ExitCode::FAILURE)
+        }
+        Some(Command::ApiKey(command)) => {
+            let command = command.clone();
+            tokio::task::spawn_blocking(move || {
+                curbside_server::storage::off_executor(|| api_keys(&state, &command))
+            })
+            .await
+            .unwrap_or(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn api_keys(state: &AppState, command: &ApiKeyCommand) -> ExitCode {
+    let result = match command {
+        ApiKeyCommand::Create { label } => curbside_server::open311::create_api_key(state, label)
+            .map(|(key_id, key)| {
+                // The key goes to stdout once, for the operator to hand over; the id names it.
+                println!("{}", serde_json::json!({"key_id": key_id, "api_key": key}));
+            }),
+        ApiKeyCommand::List => state.storage.api_keys().map(|all| {
+            for k in all {
+                println!("{}", serde_json::to_string(&k).unwrap_or_default());
+            }
+        }),
+        ApiKeyCommand::Revoke { key_id } => state
+            .storage
+            .revoke_api_key(key_id, state.clock.now_ms())
+            .map(|found| {
+                if found {
+                    println!("revoked {key_id}");
+                } else {
+                    eprintln!("curbside-server: no api key {key_id}");
+                }
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("curbside-server: {e}");
+            ExitCode::FAILURE
         }
     }
 }

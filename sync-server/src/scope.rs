@@ -183,7 +183,7 @@ pub fn sees(device: &Device, access: Access, change: &StoredChange) -> bool {
 
 /// The role a note's author names: older clients wrote `role:device`, which must not leave
 /// the staff scope.
-fn author_role(author: &str) -> &'static str {
+pub fn author_role(author: &str) -> &'static str {
     match author.split(':').next() {
         Some("inspector") => "inspector",
         Some("city") => "city",

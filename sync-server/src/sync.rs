@@ -110,7 +110,7 @@ pub fn register(state: &AppState, body: RegisterBody) -> Result<Registered, Serv
 }
 
 /// 244 random bits from the OS; only the hash is kept.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),

@@ -5,6 +5,7 @@
 
 mod compact;
 mod conns;
+pub mod open311;
 pub mod postgres;
 mod pull;
 mod push;
@@ -245,6 +246,23 @@ pub trait Storage: Send + Sync {
     ) -> Result<(), ServerError>;
     /// The length a stored photo was uploaded with, if it is stored.
     fn photo_uploaded_bytes(&self, sha256: &str) -> Result<Option<u64>, ServerError>;
+
+    fn add_api_key(&self, key: &open311::NewApiKey) -> Result<(), ServerError>;
+    /// The id of the key with this hash, unless it was revoked.
+    fn api_key(&self, key_hash: &str) -> Result<Option<String>, ServerError>;
+    /// Every API key, oldest first.
+    fn api_keys(&self) -> Result<Vec<open311::ApiKeyRecord>, ServerError>;
+    /// Revokes a key; false if there is no such key.
+    fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<bool, ServerError>;
+    /// Takes in a request posted over Open311 ([`open311::post`]).
+    fn post_request(&self, post: open311::Post) -> Result<open311::Posted, ServerError>;
+    /// The public number of the request a `batch` post's token stands for.
+    fn token_request(&self, token: &str) -> Result<Option<String>, ServerError>;
+    /// The public requests a `GET requests` finds, with their changes.
+    fn find_requests(
+        &self,
+        query: &open311::RequestQuery,
+    ) -> Result<Vec<open311::FoundRequest>, ServerError>;
 
     /// Drops overwritten values and removals stamped before `horizon` that also arrived here
     /// at or before `arrived_by_ms`, and remembers how far that reached so older cursors resync

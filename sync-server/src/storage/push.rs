@@ -285,7 +285,12 @@ pub fn scope_columns(
 ) -> ScopeColumns {
     let fields = merge::current(
         changes,
-        &[Field::Location, Field::Status, Field::Visibility],
+        &[
+            Field::Create,
+            Field::Location,
+            Field::Status,
+            Field::Visibility,
+        ],
     );
     let (lat, lon) = match fields.get(&Field::Location) {
         Some(FieldValue::Location(Some(l))) => (Some(l.lat), Some(l.lon)),
@@ -307,6 +312,10 @@ pub fn scope_columns(
             Some(FieldValue::Visibility(Visibility::Private))
         ),
         cell: located.map(|(lat, lon)| scope::cell_of(lat, lon)),
+        service_code: match fields.get(&Field::Create) {
+            Some(FieldValue::Create(c)) => Some(c.service_code.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -323,7 +332,12 @@ fn refresh(
     new: &[RequestId],
     before: u64,
 ) -> R<Vec<Arrival>> {
-    let fields = [Field::Location, Field::Status, Field::Visibility];
+    let fields = [
+        Field::Create,
+        Field::Location,
+        Field::Status,
+        Field::Visibility,
+    ];
     let mut loaded = tx.load(moved, Some(&fields))?;
     let mut columns = Vec::with_capacity(moved.len());
     let mut widened = Vec::new();

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use curbside_core::sync::{Change, StoredChange};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
 
+use super::open311::{FoundRequest, Post, PriorPost, RequestQuery};
 use crate::cursor::LogState;
 use crate::scope::RequestScope;
 use crate::ServerError;
@@ -42,6 +43,8 @@ pub struct ScopeColumns {
     pub public: bool,
     /// The cell of the public feed it is filed under (located requests).
     pub cell: Option<String>,
+    /// Its service (set once, by its creation; `None` keeps what is stored).
+    pub service_code: Option<String>,
 }
 
 /// A push's edit of the photo references of a request.
@@ -154,6 +157,13 @@ pub trait Tx {
     fn places(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, (f64, f64)>>;
     /// Public, open requests filed in any of `cells`, not created by `not_by`, at most `limit`.
     fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>>;
+    /// The post `key_id` made under `idempotency_key`, if it made one.
+    fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>>;
+    /// Records a post (its key, idempotency key, fingerprint and token).
+    fn save_post(&mut self, post: &Post) -> R<()>;
+    /// The index rows of the public requests `q` finds, newest first, without their changes.
+    fn find_requests(&mut self, q: &RequestQuery) -> R<Vec<FoundRequest>>;
+
     /// The changes filed under any of `keys` that arrived after `after`, each once, in arrival
     /// order, at most `limit` feed entries' worth, with their arrival numbers ([`Feed`]). Its
     /// work is bounded by `limit` and the number of keys, not by what is filed.

@@ -16,6 +16,7 @@ use curbside_core::sync::Hlc;
 use curbside_core::vocab::{Entropy, ReplicaId};
 use curbside_core::{Catalog, Jurisdiction};
 
+use super::open311::{self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery};
 use super::push::{self, Pushed};
 use super::tx::Tx;
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
@@ -439,6 +440,79 @@ impl Storage for PgStorage {
                 )?
                 .map(|r| r.get::<_, i64>(0) as u64))
         })
+    }
+
+    fn add_api_key(&self, key: &NewApiKey) -> Result<(), ServerError> {
+        let key = key.clone();
+        self.write(move |tx| {
+            tx.write(
+                "INSERT INTO api_keys (key_hash, key_id, label, created_at) VALUES ($1, $2, $3, $4)",
+                &[&key.key_hash, &key.key_id, &key.label, &key.created_at_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn api_key(&self, key_hash: &str) -> Result<Option<String>, ServerError> {
+        let row = self.read(|tx| {
+            tx.query_opt(
+                "SELECT key_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                &[&key_hash],
+            )
+        })?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, ServerError> {
+        let rows = self.read(|tx| {
+            tx.query(
+                "SELECT key_id, label, created_at, revoked_at FROM api_keys
+                 ORDER BY created_at, key_id",
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiKeyRecord {
+                key_id: r.get(0),
+                label: r.get(1),
+                created_at_ms: r.get(2),
+                revoked_at_ms: r.get(3),
+            })
+            .collect())
+    }
+
+    fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<bool, ServerError> {
+        let key_id = key_id.to_string();
+        self.write(move |tx| {
+            Ok(!tx
+                .write(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE key_id = $1
+                     RETURNING key_id",
+                    &[&key_id, &now_ms],
+                )?
+                .is_empty())
+        })
+    }
+
+    fn post_request(&self, post: Post) -> Result<Posted, ServerError> {
+        let wards = self.wards();
+        self.write(move |tx| open311::post(tx, &wards, &post))
+    }
+
+    fn token_request(&self, token: &str) -> Result<Option<String>, ServerError> {
+        let row = self.read(|tx| {
+            tx.query_opt(
+                "SELECT r.service_request_id FROM open311_posts p
+                 JOIN requests r ON r.request_id = p.request_id WHERE p.token = $1",
+                &[&token],
+            )
+        })?;
+        Ok(row.map(|r| r.get::<_, i64>(0).to_string()))
+    }
+
+    fn find_requests(&self, query: &RequestQuery) -> Result<Vec<FoundRequest>, ServerError> {
+        self.readers.snapshot(|tx| open311::find(tx, query))
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {

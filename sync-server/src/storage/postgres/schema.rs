@@ -91,8 +91,36 @@ CREATE TABLE photos (
 );
 CREATE INDEX photos_by_device ON photos (device_id, stored_at);";
 
+/// Version 2: Open311 (as the SQLite file's version 11): each request's service and last
+/// arrival, API keys (hashed) and the requests posted with them.
+const V2: &str = "
+ALTER TABLE requests ADD COLUMN service_code TEXT;
+ALTER TABLE requests ADD COLUMN updated_at BIGINT;
+UPDATE requests SET updated_at = created_at;
+UPDATE requests r SET service_code = c.value::json->>'service_code'
+    FROM sync_changes c WHERE c.request_id = r.request_id AND c.field = 'create';
+CREATE INDEX requests_by_time ON requests (created_at);
+CREATE INDEX requests_by_update ON requests (updated_at);
+CREATE TABLE api_keys (
+    key_hash   TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL UNIQUE,
+    label      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE open311_posts (
+    request_id      TEXT PRIMARY KEY,
+    key_id          TEXT NOT NULL,
+    idempotency_key TEXT,
+    fingerprint     TEXT NOT NULL,
+    token           TEXT UNIQUE,
+    created_at      BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX open311_posts_by_idempotency ON open311_posts (key_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;";
+
 /// The ladder.
-pub(super) const LADDER: [&str; 1] = [V1];
+pub(super) const LADDER: [&str; 2] = [V1, V2];
 
 /// The advisory lock instances take while they climb the ladder.
 pub(super) const CLIMBING: i64 = 0x0c42_b51d_e000_0001;

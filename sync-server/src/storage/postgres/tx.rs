@@ -12,6 +12,7 @@ use postgres::{Client, Row, Statement, Transaction};
 
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
+use crate::storage::open311::{self, FoundRequest, Param, Post, PriorPost, RequestQuery};
 use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 use crate::ServerError;
 
@@ -191,6 +192,15 @@ impl<'t, 'c> PgTx<'t, 'c> {
         self.query(sql, params)
     }
 
+    /// Runs a read whose text is made for it (not kept prepared: its shape varies).
+    pub fn query_made(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> R<Vec<Row>> {
+        let rows = match &mut self.session {
+            Session::Tx(tx) => tx.query(sql, params),
+            Session::Plain(client) => client.query(sql, params),
+        };
+        rows.map_err(|e| self.failed(e))
+    }
+
     /// A value of the `meta` table.
     pub fn meta(&mut self, key: &str) -> R<Option<String>> {
         Ok(self
@@ -234,12 +244,17 @@ macro_rules! logged_changes {
 }
 
 /// The `counted` step: what `logged` inserted, added to its requests' counts of changes.
+/// It also marks them updated at `$now` (Open311's `updated_datetime`).
 macro_rules! counted {
-    () => {
-        "counted AS (
-             UPDATE requests r SET changes = r.changes + l.n
+    ($now:literal) => {
+        concat!(
+            "counted AS (
+             UPDATE requests r SET changes = r.changes + l.n, updated_at = ",
+            $now,
+            "::int8
              FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
              WHERE r.request_id = l.request_id)"
+        )
     };
 }
 
@@ -369,8 +384,9 @@ impl Tx for PgTx<'_, '_> {
 
     fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
         let rows = self.write(
-            "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
-             SELECT t.id, nextval('request_numbers'), $2, $3
+            "INSERT INTO requests
+                 (request_id, service_request_id, created_by, created_at, updated_at)
+             SELECT t.id, nextval('request_numbers'), $2, $3, $3
              FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n
              RETURNING request_id, service_request_id",
             &[&texts(ids), &device_id, &now_ms],
@@ -404,7 +420,7 @@ impl Tx for PgTx<'_, '_> {
              CROSS JOIN meta m WHERE m.key = 'replica_id'
              ORDER BY v.n
              RETURNING seq, request_id), ",
-                counted!(),
+                counted!("$5"),
                 " SELECT seq, request_id FROM logged"
             ),
             &[
@@ -412,24 +428,27 @@ impl Tx for PgTx<'_, '_> {
                 &fields,
                 &texts,
                 &(Hlc::new(now_ms.max(0) as u64, 0).0 as i64),
+                &now_ms,
             ],
         )?;
         arrivals(rows)
     }
 
-    fn apply(&mut self, changes: &[Change], _now_ms: i64) -> R<Vec<Arrival>> {
+    fn apply(&mut self, changes: &[Change], now_ms: i64) -> R<Vec<Arrival>> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         let c = ChangeArrays::of(changes);
+        let mut params = c.params();
+        params.push(&now_ms);
         let rows = self.write(
             concat!(
                 logged_changes!(),
                 ", ",
-                counted!(),
+                counted!("$8"),
                 " SELECT seq, request_id FROM logged"
             ),
-            &c.params(),
+            &params,
         )?;
         arrivals(rows)
     }
@@ -453,7 +472,7 @@ impl Tx for PgTx<'_, '_> {
             concat!(
                 logged_changes!(),
                 ", ",
-                counted!(),
+                counted!("$10"),
                 ",
              filed AS (
                  INSERT INTO feed (key, seq)
@@ -539,14 +558,21 @@ impl Tx for PgTx<'_, '_> {
         let statuses: Vec<&str> = scopes.iter().map(|(_, s)| s.status).collect();
         let public: Vec<bool> = scopes.iter().map(|(_, s)| s.public).collect();
         let cells: Vec<Option<&str>> = scopes.iter().map(|(_, s)| s.cell.as_deref()).collect();
+        let services: Vec<Option<&str>> = scopes
+            .iter()
+            .map(|(_, s)| s.service_code.as_deref())
+            .collect();
         self.write(
             "UPDATE requests r
              SET lat = v.lat, lon = v.lon, ward = v.ward, status = v.status, public = v.public,
-                 cell = v.cell
+                 cell = v.cell, service_code = COALESCE(v.service, r.service_code)
              FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[], $5::text[],
-                         $6::bool[], $7::text[]) AS v(id, lat, lon, ward, status, public, cell)
+                         $6::bool[], $7::text[], $8::text[])
+                  AS v(id, lat, lon, ward, status, public, cell, service)
              WHERE r.request_id = v.id",
-            &[&ids, &lats, &lons, &wards, &statuses, &public, &cells],
+            &[
+                &ids, &lats, &lons, &wards, &statuses, &public, &cells, &services,
+            ],
         )?;
         Ok(())
     }
@@ -737,6 +763,66 @@ impl Tx for PgTx<'_, '_> {
     /// of its own; the union is complete up to the lowest last entry among keys that reached
     /// their limit, and cut to `limit`; then the changes of those entries, by their numbers.
     /// At most about `limit + keys × 256` index entries, however much is filed.
+    fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>> {
+        Ok(self
+            .query_opt(
+                "SELECT p.fingerprint, r.service_request_id, p.token FROM open311_posts p
+                 JOIN requests r ON r.request_id = p.request_id
+                 WHERE p.key_id = $1 AND p.idempotency_key = $2",
+                &[&key_id, &idempotency_key],
+            )?
+            .map(|r| PriorPost {
+                fingerprint: r.get(0),
+                service_request_id: r.get(1),
+                token: r.get(2),
+            }))
+    }
+
+    fn save_post(&mut self, p: &Post) -> R<()> {
+        self.write(
+            "INSERT INTO open311_posts
+                 (request_id, key_id, idempotency_key, fingerprint, token, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &p.request_id.to_string(),
+                &p.key_id,
+                &p.idempotency_key,
+                &p.fingerprint,
+                &p.token,
+                &p.now_ms,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn find_requests(&mut self, q: &RequestQuery) -> R<Vec<FoundRequest>> {
+        let (sql, found_params) = open311::query_sql(q, |n| format!("${n}"));
+        let boxed: Vec<Box<dyn ToSql + Sync>> = found_params
+            .into_iter()
+            .map(|p| -> Box<dyn ToSql + Sync> {
+                match p {
+                    Param::Int(n) => Box::new(n),
+                    Param::Real(x) => Box::new(x),
+                    Param::Text(t) => Box::new(t),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        let rows = self.query_made(&sql, &refs)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(FoundRequest {
+                request_id: request_id(&r, 0)?,
+                number: r.get(1),
+                ward: r.get(2),
+                created_at_ms: r.get(3),
+                updated_at_ms: r.get(4),
+                changes: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
     fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed> {
         let per_key = if keys.len() <= 4 {
             limit

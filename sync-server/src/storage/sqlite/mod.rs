@@ -20,6 +20,7 @@ use curbside_core::vocab::Entropy;
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::open311::{self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery};
 use super::push::{self, Pushed};
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::scope::Device;
@@ -360,6 +361,78 @@ impl Storage for SqliteStorage {
                 .optional()?
                 .map(|n| n as u64))
         })
+    }
+
+    fn add_api_key(&self, key: &NewApiKey) -> Result<(), ServerError> {
+        let key = key.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO api_keys (key_hash, key_id, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key.key_hash, key.key_id, key.label, key.created_at_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn api_key(&self, key_hash: &str) -> Result<Option<String>, ServerError> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT key_id FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([key_hash], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, ServerError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT key_id, label, created_at, revoked_at FROM api_keys
+                 ORDER BY created_at, key_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ApiKeyRecord {
+                    key_id: r.get(0)?,
+                    label: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                    revoked_at_ms: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<bool, ServerError> {
+        let key_id = key_id.to_string();
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
+                params![key_id, now_ms],
+            )? > 0)
+        })
+    }
+
+    fn post_request(&self, post: Post) -> Result<Posted, ServerError> {
+        let wards = self.wards();
+        self.write(move |tx| open311::post(&mut SqliteTx(tx), &wards, &post))
+    }
+
+    fn token_request(&self, token: &str) -> Result<Option<String>, ServerError> {
+        self.read(|tx| {
+            let number: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT r.service_request_id FROM open311_posts p
+                     JOIN requests r ON r.request_id = p.request_id WHERE p.token = ?1",
+                )?
+                .query_row([token], |r| r.get(0))
+                .optional()?;
+            Ok(number.map(|n| n.to_string()))
+        })
+    }
+
+    fn find_requests(&self, query: &RequestQuery) -> Result<Vec<FoundRequest>, ServerError> {
+        self.read(|tx| open311::find(&mut SqliteTx(tx), query))
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {

@@ -146,6 +146,38 @@ ALTER TABLE feed_v11 RENAME TO feed;";
 pub(super) const FILE: &str = "INSERT OR IGNORE INTO feed (key, seq, request, replica, counter)
      SELECT ?1, seq, request, replica, counter FROM sync_changes WHERE seq = ?2";
 
+/// Version 12: Open311.
+/// - Each request's service and when anything of it last arrived, so `GET requests` filters
+///   by service, time and update in the index, never by merging the log.
+/// - Open311 clients' API keys (only their hashes), and the requests posted with them: the
+///   `Idempotency-Key` a retry repeats and the `token` a batch service answers with.
+const V12: &str = "
+ALTER TABLE requests ADD COLUMN service_code TEXT;
+ALTER TABLE requests ADD COLUMN updated_at INTEGER;
+UPDATE requests SET updated_at = created_at;
+UPDATE requests SET service_code = (
+    SELECT json_extract(c.value, '$.service_code') FROM sync_change_rows c
+    WHERE c.request_id = requests.request_id AND c.field = 'create' LIMIT 1);
+CREATE INDEX requests_by_time ON requests (created_at);
+CREATE INDEX requests_by_update ON requests (updated_at);
+CREATE TABLE api_keys (
+    key_hash   TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL UNIQUE,
+    label      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE open311_posts (
+    request_id      TEXT PRIMARY KEY,
+    key_id          TEXT NOT NULL,
+    idempotency_key TEXT,
+    fingerprint     TEXT NOT NULL,
+    token           TEXT UNIQUE,
+    created_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX open311_posts_by_idempotency ON open311_posts (key_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;";
+
 /// Files every logged change under its request's feed keys and sets each request's cell: the
 /// first fill of the feed, and for tools that write requests and changes straight into the
 /// file (benchmarks' seeding). Idempotent.
@@ -195,7 +227,7 @@ fn fill(tx: &Transaction, file: &str) -> rusqlite::Result<()> {
 }
 
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`; a fresh file climbs all.
-pub(super) const LADDER: [Step; 11] = [
+pub(super) const LADDER: [Step; 12] = [
     |tx| tx.execute_batch(V1),
     |tx| {
         tx.execute_batch(LOG_V3)?;
@@ -223,6 +255,7 @@ pub(super) const LADDER: [Step; 11] = [
     },
     |tx| tx.execute_batch(V10),
     |tx| tx.execute_batch(V11),
+    |tx| tx.execute_batch(V12),
 ];
 
 #[cfg(test)]
@@ -246,7 +279,7 @@ mod tests {
              INSERT INTO feed (key, seq) VALUES ('w:10', 30), ('c:abc', 30), ('w:10', 31);",
         )
         .unwrap();
-        assert_eq!(climb(&tx, 10, &LADDER).unwrap(), 11);
+        assert_eq!(climb(&tx, 10, &LADDER).unwrap(), 12);
         let rows: Vec<(String, i64, i64, i64, i64)> = tx
             .prepare("SELECT key, seq, request, replica, counter FROM feed ORDER BY key")
             .unwrap()

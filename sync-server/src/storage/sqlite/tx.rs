@@ -11,6 +11,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
+use crate::storage::open311::{self, FoundRequest, Param, Post, PriorPost, RequestQuery};
 use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
@@ -53,6 +54,21 @@ impl SqliteTx<'_> {
     /// What arrived after `before`: the arrivals of the step just taken.
     fn since(&self, before: u64) -> R<Vec<Arrival>> {
         Ok(log::arrivals_after(self.0, before)?)
+    }
+
+    /// Marks the requests of `arrivals` as updated now (Open311's `updated_datetime`).
+    fn touch(&self, arrivals: &[Arrival], now_ms: i64) -> R<()> {
+        let mut update = self
+            .0
+            .prepare_cached("UPDATE requests SET updated_at = ?2 WHERE request_id = ?1")?;
+        let mut done: Vec<&RequestId> = Vec::new();
+        for (_, id) in arrivals {
+            if !done.contains(&id) {
+                update.execute(params![id.to_string(), now_ms])?;
+                done.push(id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,8 +141,9 @@ impl Tx for SqliteTx<'_> {
             |r| r.get(0),
         )?;
         let mut insert = self.0.prepare_cached(
-            "INSERT INTO requests (request_id, service_request_id, created_by, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO requests
+                 (request_id, service_request_id, created_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for (k, id) in ids.iter().enumerate() {
@@ -142,13 +159,17 @@ impl Tx for SqliteTx<'_> {
         for (id, value) in values {
             log::record(self.0, *id, vec![value.clone()], now_ms, log::Outbox::None)?;
         }
-        self.since(before)
+        let arrivals = self.since(before)?;
+        self.touch(&arrivals, now_ms)?;
+        Ok(arrivals)
     }
 
     fn apply(&mut self, changes: &[Change], now_ms: i64) -> R<Vec<Arrival>> {
         let before = log::last_seq(self.0)?;
         log::apply(self.0, changes, now_ms)?;
-        self.since(before)
+        let arrivals = self.since(before)?;
+        self.touch(&arrivals, now_ms)?;
+        Ok(arrivals)
     }
 
     fn photo_refs(&mut self, edits: &[PhotoEdit], device_id: &str) -> R<()> {
@@ -186,7 +207,7 @@ impl Tx for SqliteTx<'_> {
     fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()> {
         let mut update = self.0.prepare_cached(
             "UPDATE requests SET lat = ?2, lon = ?3, ward = ?4, status = ?5, public = ?6,
-                                 cell = ?7
+                                 cell = ?7, service_code = COALESCE(?8, service_code)
              WHERE request_id = ?1",
         )?;
         for (id, s) in scopes {
@@ -197,7 +218,8 @@ impl Tx for SqliteTx<'_> {
                 s.ward,
                 s.status,
                 s.public,
-                s.cell
+                s.cell,
+                s.service_code
             ])?;
         }
         Ok(())
@@ -333,6 +355,82 @@ impl Tx for SqliteTx<'_> {
     }
 
     /// One stream per key (the feed row joined to its change), merged by arrival number.
+    fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT p.fingerprint, r.service_request_id, p.token FROM open311_posts p
+                 JOIN requests r ON r.request_id = p.request_id
+                 WHERE p.key_id = ?1 AND p.idempotency_key = ?2",
+            )?
+            .query_row(params![key_id, idempotency_key], |r| {
+                Ok(PriorPost {
+                    fingerprint: r.get(0)?,
+                    service_request_id: r.get(1)?,
+                    token: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn save_post(&mut self, p: &Post) -> R<()> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO open311_posts
+                     (request_id, key_id, idempotency_key, fingerprint, token, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                p.request_id.to_string(),
+                p.key_id,
+                p.idempotency_key,
+                p.fingerprint,
+                p.token,
+                p.now_ms
+            ])?;
+        Ok(())
+    }
+
+    fn find_requests(&mut self, q: &RequestQuery) -> R<Vec<FoundRequest>> {
+        let (sql, found_params) = open311::query_sql(q, |n| format!("?{n}"));
+        let values: Vec<rusqlite::types::Value> = found_params
+            .into_iter()
+            .map(|p| match p {
+                Param::Int(n) => rusqlite::types::Value::Integer(n),
+                Param::Real(x) => rusqlite::types::Value::Real(x),
+                Param::Text(t) => rusqlite::types::Value::Text(t),
+            })
+            .collect();
+        // Not kept prepared: its shape varies with the filters, and would push out the
+        // statements every sync runs.
+        let mut stmt = self.0.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, number, ward, created_at_ms, updated_at_ms) = row?;
+            let Ok(request_id) = RequestId::parse(&id) else {
+                continue;
+            };
+            out.push(FoundRequest {
+                request_id,
+                number,
+                ward,
+                created_at_ms,
+                updated_at_ms,
+                changes: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
     fn feed(&mut self, keys: &[String], after: u64, limit: usize) -> R<Feed> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;

@@ -1,6 +1,12 @@
-//! Open311 GeoReport v2: service discovery, the service list and service definitions, in JSON
-//! and XML (the spec requires XML; JSON is its mechanical mapping). Errors are the spec's error
-//! arrays.
+//! Open311 GeoReport v2, every endpoint in JSON and XML (the spec requires XML; JSON is its
+//! mechanical mapping): discovery, services and their definitions, `POST requests` ([`post`]),
+//! `GET requests`, a request, and a token ([`requests`]). Errors are the spec's error arrays.
+
+mod dates;
+mod form;
+mod post;
+mod requests;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use curbside_core::{Attribute, Service, ServiceDefinition};
 use serde_json::{json, Value};
 
 use crate::{AppState, ServerError};
+use view::{Rec, V};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -41,18 +48,82 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/services.json", get(|s, q| services(s, q, Format::Json)))
         .route("/services.xml", get(|s, q| services(s, q, Format::Xml)))
         .route("/services/{file}", get(definition))
+        .route(
+            "/requests.json",
+            get(|s, q| requests::get_requests(s, q, Format::Json))
+                .post(|s, h, b| post::post_requests(s, h, b, Format::Json)),
+        )
+        .route(
+            "/requests.xml",
+            get(|s, q| requests::get_requests(s, q, Format::Xml))
+                .post(|s, h, b| post::post_requests(s, h, b, Format::Xml)),
+        )
+        .route("/requests/{file}", get(requests::get_request))
+        .route("/tokens/{file}", get(requests::get_token))
+}
+
+/// Longest label of an API key.
+const MAX_LABEL: usize = 200;
+
+/// Makes an Open311 API key for `label`: returns its id and the key, which is shown once;
+/// storage keeps only its hash.
+pub fn create_api_key(state: &AppState, label: &str) -> Result<(String, String), ServerError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > MAX_LABEL || label.chars().any(char::is_control)
+    {
+        return Err(ServerError::BadRequest(format!(
+            "a key's label: 1 to {MAX_LABEL} characters"
+        )));
+    }
+    let key = crate::sync::new_token();
+    let key_id = format!("key-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    state
+        .storage
+        .add_api_key(&crate::storage::open311::NewApiKey {
+            key_hash: crate::auth::token_hash(&key),
+            key_id: key_id.clone(),
+            label: label.to_string(),
+            created_at_ms: state.clock.now_ms(),
+        })?;
+    Ok((key_id, key))
 }
 
 /// An optional parameter sent empty counts as absent (spec); another jurisdiction is a 404.
-fn check_jurisdiction(
-    state: &AppState,
-    params: &HashMap<String, String>,
-) -> Result<(), ServerError> {
-    match params.get("jurisdiction_id").map(|j| j.trim()) {
-        Some(j) if !j.is_empty() && !j.eq_ignore_ascii_case(&state.jurisdiction) => Err(
-            ServerError::NotFound(format!("jurisdiction_id {j:?} is not served here")),
-        ),
+fn check_jurisdiction(state: &AppState, given: Option<&str>) -> Result<(), ServerError> {
+    match given.map(str::trim) {
+        Some(j) if !j.is_empty() && !j.eq_ignore_ascii_case(&state.jurisdiction) => {
+            Err(ServerError::NotFound(format!(
+                "jurisdiction_id {:?} is not served here",
+                j.chars().take(60).collect::<String>()
+            )))
+        }
         _ => Ok(()),
+    }
+}
+
+/// A list answer: a JSON array of objects, or `<root>` of `<item>`s (empty, 200, when
+/// nothing is found).
+fn answer(format: Format, root: &'static str, item: &'static str, recs: &[Rec]) -> Response {
+    match format {
+        Format::Json => {
+            let mut out = String::with_capacity(recs.len() * 512 + 2);
+            view::json(
+                &V::List(item, recs.iter().map(|r| V::Obj(r.clone())).collect()),
+                &mut out,
+            );
+            (
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                out,
+            )
+                .into_response()
+        }
+        Format::Xml => {
+            let mut x = Xml::new(root);
+            for r in recs {
+                x.record(item, r);
+            }
+            x.finish()
+        }
     }
 }
 
@@ -61,7 +132,7 @@ async fn services(
     Query(params): Params,
     format: Format,
 ) -> Response {
-    if let Err(e) = check_jurisdiction(&state, &params) {
+    if let Err(e) = check_jurisdiction(&state, params.get("jurisdiction_id").map(String::as_str)) {
         return e.respond(format);
     }
     match format {
@@ -85,7 +156,7 @@ async fn definition(
         return ServerError::NotFound(format!("no such resource: /services/{file}"))
             .respond(Format::Json);
     };
-    if let Err(e) = check_jurisdiction(&state, &params) {
+    if let Err(e) = check_jurisdiction(&state, params.get("jurisdiction_id").map(String::as_str)) {
         return e.respond(format);
     }
     let Some(_) = state.catalog.service(code) else {
@@ -169,16 +240,18 @@ pub async fn not_found(uri: Uri) -> Response {
     ServerError::NotFound(format!("no such resource: {}", uri.path())).respond(format)
 }
 
-/// An Open311 error array of one error object, in JSON or XML.
-pub fn error_body(format: Format, status: StatusCode, error: &Value) -> Response {
+/// An Open311 error array, in JSON or XML.
+pub fn error_body(format: Format, status: StatusCode, errors: &[Value]) -> Response {
     let body = match format {
-        Format::Json => return (status, json_body(&json!([error]))).into_response(),
+        Format::Json => return (status, json_body(&json!(errors))).into_response(),
         Format::Xml => {
             let mut x = Xml::new("errors");
-            x.open("error");
-            x.leaf("code", &status.as_u16().to_string());
-            x.leaf("description", error["description"].as_str().unwrap_or(""));
-            x.close("error");
+            for error in errors {
+                x.open("error");
+                x.leaf("code", &status.as_u16().to_string());
+                x.leaf("description", error["description"].as_str().unwrap_or(""));
+                x.close("error");
+            }
             x.finish()
         }
     };
@@ -266,6 +339,32 @@ impl Xml {
             }
         }
         self.close(tag);
+    }
+
+    /// An object as `<tag>` with one element per field; a list's items tagged as it says, an
+    /// absent value an empty element.
+    fn record(&mut self, tag: &str, fields: &Rec) {
+        self.open(tag);
+        for (name, v) in fields {
+            self.value(name, v);
+        }
+        self.close(tag);
+    }
+
+    fn value(&mut self, tag: &str, v: &V) {
+        match v {
+            V::Text(s) => self.leaf(tag, s),
+            V::Num(x) => self.leaf(tag, &x.to_string()),
+            V::Null => self.out.push_str(&format!("<{tag}/>")),
+            V::Obj(fields) => self.record(tag, fields),
+            V::List(item, items) => {
+                self.open(tag);
+                for i in items {
+                    self.value(item, i);
+                }
+                self.close(tag);
+            }
+        }
     }
 
     fn finish(mut self) -> Response {
