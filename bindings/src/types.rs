@@ -22,6 +22,9 @@ pub struct Service {
     pub service_type: ServiceType,
     pub keywords: Option<String>,
     pub group: Option<String>,
+    /// The city's promise, in words ("The City acknowledges this request within 2 business
+    /// days…").
+    pub standard: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -138,6 +141,9 @@ pub struct Draft {
     pub anonymous: bool,
     pub service_request_id: Option<String>,
     pub status_notes: Option<String>,
+    /// When the city expects to resolve it ("expected by …"): the date it set, or its service
+    /// standard counted from when the request was queued. Null for a draft.
+    pub expected_at: Option<SystemTime>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
     /// The ward, named when the request was queued.
@@ -268,6 +274,7 @@ impl From<core::Service> for Service {
             service_type: s.kind.into(),
             keywords: s.keywords,
             group: s.group,
+            standard: s.standard.notice(),
         }
     }
 }
@@ -426,6 +433,7 @@ impl From<core::Draft> for Draft {
             anonymous: d.anonymous,
             service_request_id: d.service_request_id,
             status_notes: d.status_notes,
+            expected_at: d.expected_at.map(system_time),
             created_at: system_time(d.created_at),
             updated_at: system_time(d.updated_at),
             ward: d.ward.map(Into::into),

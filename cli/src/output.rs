@@ -127,6 +127,11 @@ impl Out {
         if let Some(n) = &draft.status_notes {
             println!("  city says    {n}");
         }
+        if let Some(at) = &draft.expected_at {
+            // In the city's own time, as its standards count.
+            let local = at.to_offset(curbside_core::vocab::calendar::toronto_offset(*at));
+            println!("  expected by  {}", rfc3339(local));
+        }
         println!("  history");
         for h in &draft.history {
             let from = h.from.map(|s| format!("{s} → ")).unwrap_or_default();

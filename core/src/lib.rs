@@ -17,7 +17,7 @@ pub mod sync;
 pub mod vocab;
 
 pub use catalog::{
-    Attribute, Catalog, Datatype, ListValue, Service, ServiceDefinition, ServiceType,
+    Attribute, Catalog, Datatype, ListValue, Service, ServiceDefinition, ServiceType, Standard,
 };
 pub use error::{Error, Forbidden, Missing, Result};
 pub use geo::{GeoError, Jurisdiction};

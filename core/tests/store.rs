@@ -238,9 +238,32 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     store.submit_draft(&draft.id).unwrap_err(); // no location: still validated
     drop(store);
     assert_eq!(schema_of(&v4), schema_of(&fresh));
+
+    // Version 5: services without standards (the default: two business days to acknowledge,
+    // no resolution target) and requests without the city's expected date.
+    let v5 = dir.path().join("v5.db");
+    {
+        let mut conn = Connection::open(&v5).unwrap();
+        conn.execute_batch(schema::V1).unwrap();
+        let tx = conn.transaction().unwrap();
+        for v in 1..5 {
+            schema::upgrade_from(&tx, v).unwrap();
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 5; PRAGMA application_id = 1129665090;
+             INSERT INTO services VALUES ('CSROWR-12','Pothole',NULL,1,'batch',NULL,NULL,0);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&v5).unwrap();
+    let pothole = store.service("CSROWR-12").unwrap();
+    assert_eq!(pothole.standard, curbside_core::Standard::default());
+    drop(store);
+    assert_eq!(schema_of(&v5), schema_of(&fresh));
     assert_eq!(
         schema::VERSION,
-        5,
+        6,
         "add the new version's snapshot to this test"
     );
 }
@@ -327,7 +350,23 @@ fn a_draft_goes_from_offline_draft_to_the_citys_status_with_every_step_in_its_hi
     assert_eq!(d.attributes["HAZARDS"], vec!["cyclists", "water"]);
     assert_eq!(d.location.unwrap().accuracy_m, Some(6.0));
 
+    assert_eq!(d.expected_at, None, "a draft is expected nowhere");
     store.submit_draft(&id).unwrap();
+    // Expected by the pothole standard (4 business days), counted from when it was queued,
+    // until the city says otherwise.
+    let queued = store.draft(&id).unwrap();
+    let queued_at = queued.history.last().unwrap().at;
+    let expected = curbside_core::vocab::calendar::add_business_days(
+        (queued_at.unix_timestamp_nanos() / 1_000_000) as i64,
+        4,
+    );
+    assert_eq!(
+        queued
+            .expected_at
+            .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64),
+        Some(expected)
+    );
+    assert!(queued.expected_at.unwrap() - queued_at >= time::Duration::days(4));
     store.mark_sent(&id).unwrap();
     store.mark_accepted(&id, "101005570514").unwrap();
     store

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod open311;
+pub mod reports;
 pub mod scope;
 pub mod storage;
 pub mod sync;
@@ -39,6 +40,8 @@ use storage::Storage;
 /// What every handler sees.
 pub struct AppState {
     pub catalog: Catalog,
+    /// The catalogue's service standards, by service code.
+    pub standards: Arc<storage::Standards>,
     /// Open311 `jurisdiction_id` this server answers for (e.g. `toronto.ca`).
     pub jurisdiction: String,
     pub storage: Arc<dyn Storage>,
@@ -86,7 +89,10 @@ impl AppState {
             storage.replace_catalog(&catalog, clock.now_ms())?;
         }
         let metrics = Arc::new(metrics::Metrics::new());
+        let catalog = storage.catalog()?;
         Ok(AppState {
+            standards: Arc::new(storage::standards(&catalog)),
+            catalog,
             limits: limits::Limits::new(&config.limits, metrics.rate_limited.clone()),
             decodes: limits::Turns::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -95,7 +101,6 @@ impl AppState {
             metrics,
             serving: config.limits.clone(),
             public_url: config.public_url(),
-            catalog: storage.catalog()?,
             jurisdiction: config.jurisdiction.clone(),
             storage,
             clock,
@@ -128,6 +133,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(open311::router())
         .merge(sync::router())
+        .merge(reports::router())
         .merge(media::router())
         .fallback(open311::not_found)
         // Sync bodies are JSON text: gzip both ways. Photos are JPEG already.

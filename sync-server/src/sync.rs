@@ -196,6 +196,7 @@ pub fn sync(
     let accepted: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
     let outcome = state.storage.sync(SyncCall {
         device: device.clone(),
+        standards: state.standards.clone(),
         changes,
         cursor: body.cursor,
         replica: body.replica,

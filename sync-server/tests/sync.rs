@@ -132,10 +132,12 @@ async fn a_pushed_report_gets_one_public_id_however_often_it_is_resent() {
         (offset - 86_400_000).abs() < 60_000,
         "a phone a day behind is told so: {offset}"
     );
-    // The pull brings the resident's own request back with the number the server gave it (a
-    // change of its own, so it arrives even if this answer is lost), and a cursor.
+    // The pull brings the resident's own request back with the number the server gave it and
+    // the date the city expects to resolve it (changes of its own, so they arrive even if this
+    // answer is lost), and a cursor.
     let pulled = first["changes"].as_array().unwrap();
-    assert_eq!(pulled.len(), changes.len() + 1);
+    assert_eq!(pulled.len(), changes.len() + 2);
+    assert!(pulled.iter().any(|c| c["field"] == "expected_at"));
     assert!(pulled
         .iter()
         .any(|c| c["field"] == "service_request_id" && c["value"] == number));
@@ -201,7 +203,7 @@ async fn scope_tokens_and_bad_input_are_enforced() {
     let (_, seen) = post(&server, "/v1/sync", Some(&inspector), "{}").await;
     assert_eq!(
         seen["changes"].as_array().unwrap().len(),
-        changes.len() + 1,
+        changes.len() + 2,
         "ward 10's inspector sees it, with its number"
     );
     for token in [&far_inspector, &other] {
@@ -674,7 +676,8 @@ async fn a_resident_cannot_grow_a_request_without_bound() {
             })
             .collect()
     };
-    let room = 1_000 - anas.len() as u64 - 1;
+    // The server's own changes (its number, its expected date) count too.
+    let room = 1_000 - anas.len() as u64 - 2;
     let (status, v) = post(&server, "/v1/sync", Some(&ana), &push(notes(next, room))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let (status, v) = post(
@@ -719,7 +722,7 @@ async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
         let phone = dir.path().join(format!("phone-{i}"));
         std::fs::create_dir_all(&phone).unwrap();
         let (_, changes) = phone_report(&phone, 43.6534, -79.3841);
-        pushed += changes.len() + 1;
+        pushed += changes.len() + 2;
         let (status, v) = post(
             &server,
             "/v1/sync",
@@ -760,6 +763,6 @@ async fn a_device_that_sees_nothing_is_caught_up_in_one_call() {
             break;
         }
     }
-    assert_eq!(seen, pushed, "every change and number, once");
+    assert_eq!(seen, pushed, "every change, number and expected date, once");
     assert!(rounds <= pushed / 25 + 2, "{rounds} rounds");
 }

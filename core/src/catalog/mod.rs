@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::vocab::calendar;
 
 pub(crate) use storage::{replace, service, services, DefinitionCache};
 
@@ -61,6 +62,90 @@ pub struct Service {
     /// Comma-separated, as Open311 sends them.
     pub keywords: Option<String>,
     pub group: Option<String>,
+    /// The city's promise for its requests (`service_standard`, an extension of Open311's
+    /// service list that Curbside reads and writes).
+    pub standard: Standard,
+}
+
+/// A service's standard: when the city acknowledges a request, and when it resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Standard {
+    /// The service runs around the clock: a request is acknowledged within
+    /// `acknowledge_hours`, not business days.
+    pub around_the_clock: bool,
+    /// Business days within which a request is acknowledged (two unless the city says
+    /// otherwise).
+    pub acknowledge_business_days: u32,
+    /// Hours within which a request is acknowledged, for a service around the clock (48).
+    pub acknowledge_hours: u32,
+    /// Business days within which a request is resolved, if the city promises a time.
+    pub resolve_business_days: Option<u32>,
+}
+
+impl Default for Standard {
+    fn default() -> Standard {
+        Standard {
+            around_the_clock: false,
+            acknowledge_business_days: 2,
+            acknowledge_hours: 48,
+            resolve_business_days: None,
+        }
+    }
+}
+
+/// The longest a standard may promise: a year.
+const MAX_STANDARD_DAYS: u32 = 366;
+
+impl Standard {
+    /// When a request received at `received_ms` is due to be acknowledged.
+    pub fn acknowledge_by(&self, received_ms: i64) -> i64 {
+        if self.around_the_clock {
+            calendar::add_hours(received_ms, self.acknowledge_hours)
+        } else {
+            calendar::add_business_days(received_ms, self.acknowledge_business_days)
+        }
+    }
+
+    /// When a request received at `received_ms` is due to be resolved, if the city says.
+    pub fn resolve_by(&self, received_ms: i64) -> Option<i64> {
+        self.resolve_business_days
+            .map(|days| calendar::add_business_days(received_ms, days))
+    }
+
+    /// The promise in words, as Open311's `service_notice` gives it.
+    pub fn notice(&self) -> String {
+        let acknowledge = if self.around_the_clock {
+            format!("within {} hours", self.acknowledge_hours)
+        } else {
+            format!(
+                "within {} business day{}",
+                self.acknowledge_business_days,
+                if self.acknowledge_business_days == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            )
+        };
+        match self.resolve_business_days {
+            Some(days) => format!(
+                "The City acknowledges this request {acknowledge} and aims to resolve it \
+                 within {days} business day{}.",
+                if days == 1 { "" } else { "s" }
+            ),
+            None => format!("The City acknowledges this request {acknowledge}."),
+        }
+    }
+
+    fn to_json(self) -> Value {
+        serde_json::json!({
+            "around_the_clock": self.around_the_clock,
+            "acknowledge_business_days": self.acknowledge_business_days,
+            "acknowledge_hours": self.acknowledge_hours,
+            "resolve_business_days": self.resolve_business_days,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -288,6 +373,7 @@ fn service_open311(s: &Service) -> Value {
         "type": s.kind.as_str(),
         "keywords": s.keywords,
         "group": s.group,
+        "service_standard": s.standard.to_json(),
     })
 }
 
@@ -370,7 +456,37 @@ fn parse_service(v: &Value, path: &str) -> Result<Service> {
         kind,
         keywords: text(obj, "keywords", &path)?,
         group: text(obj, "group", &path)?,
+        standard: parse_standard(obj.get("service_standard"), &path)?,
         code,
+    })
+}
+
+/// A `service_standard` object; absent, the default (two business days to acknowledge).
+fn parse_standard(v: Option<&Value>, path: &str) -> Result<Standard> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(Standard::default()),
+        Some(v) => object(v, &format!("{path}.service_standard"))?,
+    };
+    let path = format!("{path}.service_standard");
+    let days = |key: &str, max: u32| -> Result<Option<u32>> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=u64::from(max)).contains(&n) => Ok(Some(n as u32)),
+                _ => Err(Error::Catalog(format!(
+                    "{path}.{key}: a whole number from 1 to {max}"
+                ))),
+            },
+        }
+    };
+    let default = Standard::default();
+    Ok(Standard {
+        around_the_clock: flag(obj, "around_the_clock", false, &path)?,
+        acknowledge_business_days: days("acknowledge_business_days", MAX_STANDARD_DAYS)?
+            .unwrap_or(default.acknowledge_business_days),
+        acknowledge_hours: days("acknowledge_hours", MAX_STANDARD_DAYS * 24)?
+            .unwrap_or(default.acknowledge_hours),
+        resolve_business_days: days("resolve_business_days", MAX_STANDARD_DAYS)?,
     })
 }
 
@@ -556,6 +672,52 @@ mod tests {
         for (json, expected) in cases {
             let err = Catalog::parse(json).unwrap_err().to_string();
             assert!(err.contains(expected), "{err:?} should say {expected:?}");
+        }
+    }
+
+    #[test]
+    fn service_standards_are_read_defaulted_and_written_back() {
+        let c = Catalog::toronto();
+        let pothole = c.service("CSROWR-12").unwrap().standard;
+        assert_eq!(pothole.resolve_business_days, Some(4));
+        assert!(!pothole.around_the_clock);
+        let wildlife = c.service("ANS-WILDLIFE-INJURED").unwrap().standard;
+        assert!(wildlife.around_the_clock);
+        // Friday 3 p.m.: the pothole is acknowledged by Tuesday 3 p.m.; the injured animal
+        // within 48 hours, weekend or not.
+        let friday = 1_795_809_600_000; // 2026-11-27T15:00:00-05:00
+        assert_eq!(pothole.acknowledge_by(friday), friday + 4 * 86_400_000);
+        assert_eq!(wildlife.acknowledge_by(friday), friday + 2 * 86_400_000);
+        assert!(
+            pothole.notice().contains("2 business days"),
+            "{}",
+            pothole.notice()
+        );
+        assert!(
+            wildlife.notice().contains("48 hours"),
+            "{}",
+            wildlife.notice()
+        );
+        // Exported and imported again, unchanged; a list without standards gets the default.
+        assert_eq!(
+            Catalog::parse(c.to_json().to_string().as_bytes()).unwrap(),
+            c
+        );
+        let plain = Catalog::parse(TORONTO_2018.as_bytes()).unwrap();
+        assert_eq!(plain.services[0].standard, Standard::default());
+        assert_eq!(plain.services[0].standard.resolve_by(friday), None);
+        for (standard, says) in [
+            (r#"{"resolve_business_days":0}"#, "resolve_business_days"),
+            (
+                r#"{"acknowledge_business_days":"two"}"#,
+                "acknowledge_business_days",
+            ),
+            (r#"{"acknowledge_hours":100000}"#, "acknowledge_hours"),
+            (r#""fast""#, "expected an object"),
+        ] {
+            let json = format!(r#"[{{"service_code":"A","service_standard":{standard}}}]"#);
+            let err = Catalog::parse(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
         }
     }
 

@@ -16,8 +16,9 @@ pub(crate) fn replace(tx: &Transaction, catalog: &Catalog, now_ms: i64) -> Resul
     tx.execute("DELETE FROM service_attributes", [])?;
     tx.execute("DELETE FROM services", [])?;
     let mut insert_service = tx.prepare(
-        "INSERT INTO services (code, name, description, metadata, type, keywords, grp, position)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO services
+             (code, name, description, metadata, type, keywords, grp, position, standard)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (i, s) in catalog.services.iter().enumerate() {
         insert_service.execute(params![
@@ -28,7 +29,8 @@ pub(crate) fn replace(tx: &Transaction, catalog: &Catalog, now_ms: i64) -> Resul
             s.kind.as_str(),
             s.keywords,
             s.group,
-            i as i64
+            i as i64,
+            serde_json::to_string(&s.standard).expect("numbers serialise")
         ])?;
     }
     let mut insert_attr = tx.prepare(
@@ -100,6 +102,7 @@ impl DefinitionCache {
 
 fn service_from_row(row: &rusqlite::Row) -> rusqlite::Result<Service> {
     let kind: String = row.get(4)?;
+    let standard: Option<String> = row.get(7)?;
     Ok(Service {
         code: row.get(0)?,
         name: row.get(1)?,
@@ -108,10 +111,14 @@ fn service_from_row(row: &rusqlite::Row) -> rusqlite::Result<Service> {
         kind: ServiceType::parse(&kind).unwrap_or(ServiceType::Realtime),
         keywords: row.get(5)?,
         group: row.get(6)?,
+        // Written by `replace` from a parsed standard; a file from before standards has none.
+        standard: standard
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
     })
 }
 
-const SERVICE_COLUMNS: &str = "code, name, description, metadata, type, keywords, grp";
+const SERVICE_COLUMNS: &str = "code, name, description, metadata, type, keywords, grp, standard";
 
 pub(crate) fn services(conn: &Connection) -> Result<Vec<Service>> {
     let mut stmt = conn.prepare_cached(&format!(

@@ -76,6 +76,11 @@ pub struct Draft {
     pub anonymous: bool,
     pub service_request_id: Option<String>,
     pub status_notes: Option<String>,
+    /// When the city expects to resolve it: the date it set, or until the server says, the
+    /// service's standard counted from when the request was queued. `None` for a draft or a
+    /// service without a resolution target.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expected_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

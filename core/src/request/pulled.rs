@@ -66,11 +66,12 @@ pub(crate) fn apply_pulled(
 }
 
 /// The fields the app's tables mirror.
-const MIRRORED: [Field; 4] = [
+const MIRRORED: [Field; 5] = [
     Field::Create,
     Field::Location,
     Field::Status,
     Field::ServiceRequestId,
+    Field::ExpectedAt,
 ];
 
 /// The text of the newest public note that came with `status`, if any.
@@ -127,6 +128,13 @@ pub(crate) fn materialize(
                     )?
                     .execute(params![id, s.as_str(), note, env.now_ms])?;
                 }
+            }
+            // The date the city expects to resolve it, as it last said.
+            if let Some(FieldValue::ExpectedAt(at)) = f.get(&Field::ExpectedAt) {
+                tx.prepare_cached(
+                    "UPDATE requests SET expected_at = ?2 WHERE id = ?1 AND expected_at IS NOT ?2",
+                )?
+                .execute(params![id, at])?;
             }
             if lifecycle != before || status.is_some() {
                 touched.own.push(id);

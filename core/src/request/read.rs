@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{history, photos, Draft, DraftSummary};
+use crate::catalog::Standard;
 use crate::error::{Error, Result};
 use crate::geo::{KnownRequest, Ward};
 use crate::vocab::time::from_ms;
@@ -75,7 +76,10 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
             "SELECT r.service_code, s.name, r.state, r.description, r.lat, r.lon, r.accuracy,
                     r.location_source, r.address, r.contact_first_name, r.contact_last_name,
                     r.contact_email, r.contact_phone, r.anonymous, r.service_request_id,
-                    r.status_notes, r.created_at, r.updated_at, r.attributes, r.ward, r.ward_name
+                    r.status_notes, r.created_at, r.updated_at, r.attributes, r.ward, r.ward_name,
+                    r.expected_at, s.standard,
+                    (SELECT max(json_extract(e.value, '$.at')) FROM json_each(r.events) e
+                     WHERE json_extract(e.value, '$.state') = 'queued')
              FROM requests r LEFT JOIN services s ON s.code = r.service_code
              WHERE r.id = ?1",
         )?
@@ -97,6 +101,16 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
             };
             let state: String = r.get(2)?;
             let answers: String = r.get(18)?;
+            let expected: Option<i64> = r.get(21)?;
+            let standard: Option<String> = r.get(22)?;
+            let queued_at: Option<i64> = r.get(23)?;
+            // Until the city says, its standard from when the request was queued.
+            let expected = expected.or_else(|| {
+                let standard: Standard = standard
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default();
+                standard.resolve_by(queued_at?)
+            });
             Ok((
                 (state, answers),
                 Draft {
@@ -117,6 +131,7 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
                     anonymous: r.get(13)?,
                     service_request_id: r.get(14)?,
                     status_notes: r.get(15)?,
+                    expected_at: expected.map(from_ms),
                     created_at: from_ms(r.get(16)?),
                     updated_at: from_ms(r.get(17)?),
                     ward: match (

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::sql::Step;
 use crate::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
 
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
 pub const V1: &str = r#"
@@ -198,6 +198,13 @@ UPDATE requests SET events = COALESCE((
         ORDER BY h.seq)), '[]');
 DROP TABLE request_history;";
 
+/// Version 6: the city's service standards ([`crate::catalog::Standard`], as JSON; none: the
+/// default) and, per request, the date the city expects to resolve it (its `expected_at`,
+/// mirrored from the log like its status).
+const V6: &str = "
+ALTER TABLE services ADD COLUMN standard TEXT;
+ALTER TABLE requests ADD COLUMN expected_at INTEGER;";
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`.
 pub const LADDER: [Step; VERSION as usize] = [
     |tx| tx.execute_batch(V1),
@@ -214,6 +221,7 @@ pub const LADDER: [Step; VERSION as usize] = [
         tx.execute_batch(V5)?;
         tx.execute_batch(OUTBOX_V5)
     },
+    |tx| tx.execute_batch(V6),
 ];
 
 /// Moves the schema from `version` to `version + 1`.

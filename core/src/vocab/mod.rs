@@ -1,7 +1,8 @@
 //! The words every other module speaks: ids, fields and their typed values, statuses, problems,
-//! limits, locations, contact details, time and randomness. Depends on nothing else in the
-//! crate, so anything may use it.
+//! limits, locations, contact details, time (and Toronto's business days) and randomness.
+//! Depends on nothing else in the crate, so anything may use it.
 
+pub mod calendar;
 pub mod contact;
 pub mod field;
 pub mod ids;

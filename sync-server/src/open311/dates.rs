@@ -1,45 +1,16 @@
 //! Open311's dates: ISO 8601 with a zone, both ways. Answers are in Toronto's local time (its
 //! offset, daylight saving included), as the city's own records are; input must name its zone.
 
+use curbside_core::vocab::calendar;
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::macros::format_description;
-use time::{Date, Month, OffsetDateTime, UtcOffset};
-
-/// The start of the `n`-th Sunday of `month`.
-fn nth_sunday(year: i32, month: Month, n: u8) -> Option<Date> {
-    let first = Date::from_calendar_date(year, month, 1).ok()?;
-    let to_sunday = (7 - first.weekday().number_days_from_sunday()) % 7;
-    Date::from_calendar_date(year, month, 1 + to_sunday + 7 * (n - 1)).ok()
-}
-
-/// Toronto's offset from UTC at `at`: -4 h from the second Sunday of March, 2:00 local (7:00
-/// UTC), to the first Sunday of November, 2:00 local (6:00 UTC); -5 h otherwise (the rule
-/// since 2007).
-pub fn toronto_offset(at: OffsetDateTime) -> UtcOffset {
-    let year = at.year();
-    let est = UtcOffset::from_hms(-5, 0, 0).expect("an offset");
-    let edt = UtcOffset::from_hms(-4, 0, 0).expect("an offset");
-    let (Some(start), Some(end)) = (
-        nth_sunday(year, Month::March, 2),
-        nth_sunday(year, Month::November, 1),
-    ) else {
-        return est;
-    };
-    let start = start.midnight().assume_utc() + time::Duration::hours(7);
-    let end = end.midnight().assume_utc() + time::Duration::hours(6);
-    if at >= start && at < end {
-        edt
-    } else {
-        est
-    }
-}
+use time::OffsetDateTime;
 
 /// An instant, as Open311 answers give it: `2026-12-04T09:30:00-05:00`.
 pub fn format(ms: i64) -> String {
-    let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+    let Some(local) = calendar::local(ms) else {
         return String::new();
     };
-    let local = at.to_offset(toronto_offset(at));
     local
         .format(format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"

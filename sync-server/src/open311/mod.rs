@@ -2,8 +2,8 @@
 //! mechanical mapping): discovery, services and their definitions, `POST requests` ([`post`]),
 //! `GET requests`, a request, and a token ([`requests`]). Errors are the spec's error arrays.
 
-mod dates;
-mod form;
+pub(crate) mod dates;
+pub(crate) mod form;
 mod post;
 mod requests;
 mod view;
@@ -355,6 +355,7 @@ impl Xml {
         match v {
             V::Text(s) => self.leaf(tag, s),
             V::Num(x) => self.leaf(tag, &x.to_string()),
+            V::Bool(b) => self.leaf(tag, if *b { "true" } else { "false" }),
             V::Null => self.out.push_str(&format!("<{tag}/>")),
             V::Obj(fields) => self.record(tag, fields),
             V::List(item, items) => {

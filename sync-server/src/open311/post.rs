@@ -33,9 +33,6 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_ID: usize = 255;
 const MAX_URL: usize = 2_000;
 
-/// The promise every answer repeats until services carry their own standards.
-pub const SERVICE_NOTICE: &str = "The City acknowledges service requests within two business days.";
-
 pub async fn post_requests(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -43,11 +40,11 @@ pub async fn post_requests(
     format: Format,
 ) -> Response {
     match post(&state, &headers, body).await {
-        Ok((posted, kind)) => answer(
+        Ok((posted, kind, notice)) => answer(
             format,
             "service_requests",
             "request",
-            &[posted_rec(&posted, kind)],
+            &[posted_rec(&posted, kind, notice)],
         ),
         Err(e) => e.respond(format),
     }
@@ -55,21 +52,21 @@ pub async fn post_requests(
 
 /// The answer the spec gives each service type: its id at once (`realtime`), a token to
 /// exchange for it later (`batch`), or neither (`blackbox`).
-fn posted_rec(posted: &Posted, kind: ServiceType) -> Rec {
+fn posted_rec(posted: &Posted, kind: ServiceType, notice: String) -> Rec {
     if kind == ServiceType::Blackbox {
-        return vec![("service_notice", V::Text(SERVICE_NOTICE.into()))];
+        return vec![("service_notice", V::Text(notice))];
     }
     match &posted.token {
         Some(token) => vec![
             ("token", V::Text(token.clone())),
-            ("service_notice", V::Text(SERVICE_NOTICE.into())),
+            ("service_notice", V::Text(notice)),
         ],
         None => vec![
             (
                 "service_request_id",
                 V::Text(posted.service_request_id.clone()),
             ),
-            ("service_notice", V::Text(SERVICE_NOTICE.into())),
+            ("service_notice", V::Text(notice)),
             ("account_id", V::Null),
         ],
     }
@@ -79,7 +76,7 @@ async fn post(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Posted, ServiceType), ServerError> {
+) -> Result<(Posted, ServiceType, String), ServerError> {
     if let Some(kind) = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -127,20 +124,28 @@ async fn post(
     state.limits.device(Class::Open311, &key_id)?;
     let (values, service) = checked(state, &form)?;
     let token = (service == ServiceType::Batch).then(crate::sync::new_token);
+    let now_ms = state.clock.now_ms();
+    let service_code = form.get("service_code");
     let post = Post {
+        dues: crate::storage::dues(&state.standards, service_code, now_ms),
         key_id,
         idempotency_key,
         fingerprint: fingerprint(&form),
         request_id: RequestId::new(state.clock.now_ms(), &*state.entropy),
         values,
         token,
-        now_ms: state.clock.now_ms(),
+        now_ms,
     };
     let posted = blocking(state, move |s| s.storage.post_request(post)).await?;
     if !posted.replayed {
         tracing::info!(service_request_id = %posted.service_request_id, "open311 request taken");
     }
-    Ok((posted, service))
+    let notice = state
+        .catalog
+        .service(service_code.unwrap_or_default())
+        .map(|s| s.standard.notice())
+        .unwrap_or_default();
+    Ok((posted, service, notice))
 }
 
 /// A digest of what was asked, the key left out: a retry must ask the same.
@@ -290,6 +295,7 @@ fn checked(state: &AppState, form: &Form) -> Result<(Vec<FieldValue>, ServiceTyp
         anonymous: false,
         service_request_id: None,
         status_notes: None,
+        expected_at: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         updated_at: time::OffsetDateTime::UNIX_EPOCH,
         ward: None,

@@ -200,9 +200,10 @@ async fn found(
 ) -> Result<Vec<Rec>, ServerError> {
     blocking(state, move |s| {
         let found = s.storage.find_requests(&q)?;
+        let now_ms = s.clock.now_ms();
         Ok(found
             .into_iter()
-            .map(|f| view::request(f, &s.catalog, extensions))
+            .map(|f| view::request(f, &s.catalog, extensions, now_ms))
             .collect())
     })
     .await

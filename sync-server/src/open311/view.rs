@@ -17,6 +17,7 @@ use crate::storage::open311::FoundRequest;
 pub enum V {
     Text(String),
     Num(f64),
+    Bool(bool),
     Null,
     Obj(Rec),
     /// A list, its items tagged so in XML.
@@ -39,6 +40,7 @@ pub fn json(v: &V, out: &mut String) {
     match v {
         V::Text(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
         V::Num(x) => out.push_str(&serde_json::to_string(x).unwrap_or_else(|_| "null".into())),
+        V::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         V::Null => out.push_str("null"),
         V::Obj(fields) => {
             out.push('{');
@@ -71,15 +73,17 @@ fn role(author: &str) -> &'static str {
     scope::author_role(author)
 }
 
-/// One request as `GET requests` answers it; with `extensions`, the public notes timeline,
-/// ward, channel and the city's detailed status too.
-pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool) -> Rec {
+/// One request as `GET requests` answers it at `now_ms`; with `extensions`, the public notes
+/// timeline, ward, channel, the city's detailed status and how it stands against its
+/// service's standard too.
+pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms: i64) -> Rec {
     let FoundRequest {
         request_id,
         number,
         ward,
         created_at_ms,
         updated_at_ms,
+        standard: times,
         changes,
     } = found;
     let doc = merge::document(request_id, changes);
@@ -134,10 +138,13 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool) -> Rec 
             "service_name",
             opt(catalog.service(&code).map(|s| s.name.clone())),
         ),
-        ("service_code", text(code)),
+        ("service_code", text(code.clone())),
         ("description", opt(description)),
         ("agency_responsible", V::Null),
-        ("service_notice", V::Null),
+        (
+            "service_notice",
+            opt(catalog.service(&code).map(|s| s.standard.notice())),
+        ),
         ("requested_datetime", text(dates::format(created_at_ms))),
         ("updated_datetime", text(dates::format(updated_at_ms))),
         ("expected_datetime", opt(expected.map(dates::format))),
@@ -161,6 +168,12 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool) -> Rec 
                 ])
             })
             .collect();
+        let date = |ms: Option<i64>| opt(ms.map(dates::format));
+        // Late when its deadline passed before it was done (or, not done yet, before now).
+        let late = |due: Option<i64>, done: Option<i64>| match due {
+            Some(due) => V::Bool(done.unwrap_or(now_ms) > due),
+            None => V::Null,
+        };
         rec.push((
             "extended_attributes",
             V::Obj(vec![
@@ -168,6 +181,18 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool) -> Rec 
                 ("ward", opt(ward)),
                 ("detailed_status", text(status.as_str())),
                 ("notes", V::List("note", notes)),
+                ("acknowledge_by", date(times.acknowledge_due_ms)),
+                ("acknowledged_datetime", date(times.acknowledged_at_ms)),
+                (
+                    "overdue_acknowledgement",
+                    late(times.acknowledge_due_ms, times.acknowledged_at_ms),
+                ),
+                ("resolve_by", date(times.resolve_due_ms)),
+                ("closed_datetime", date(times.closed_at_ms)),
+                (
+                    "overdue_resolution",
+                    late(times.resolve_due_ms, times.closed_at_ms),
+                ),
             ]),
         ));
     }

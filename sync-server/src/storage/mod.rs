@@ -17,6 +17,7 @@ use curbside_core::sync::protocol::Role;
 use curbside_core::sync::{Change, Hlc, StoredChange};
 use curbside_core::vocab::ReplicaId;
 use curbside_core::Catalog;
+use std::sync::Arc;
 
 use crate::scope::{Device, RequestScope};
 
@@ -57,6 +58,8 @@ pub struct DeviceRecord {
 #[derive(Debug, Clone)]
 pub struct SyncCall {
     pub device: Device,
+    /// The catalogue's service standards: a new request's deadlines and expected date.
+    pub standards: Arc<Standards>,
     pub changes: Vec<Change>,
     pub cursor: Option<String>,
     /// Leave this replica's own changes out of the pull (it holds them).
@@ -64,6 +67,31 @@ pub struct SyncCall {
     pub now_ms: i64,
     /// Changes the pull's page carries at most.
     pub page: usize,
+}
+
+/// Each service's standard, by service code.
+pub type Standards = std::collections::HashMap<String, curbside_core::Standard>;
+
+/// The standards of a catalogue's services.
+pub fn standards(catalog: &curbside_core::Catalog) -> Standards {
+    catalog
+        .services
+        .iter()
+        .map(|s| (s.code.clone(), s.standard))
+        .collect()
+}
+
+/// When a request of `service_code` received at `now_ms` is due, by its standard (a service the
+/// catalogue does not know gets the default one).
+pub fn dues(standards: &Standards, service_code: Option<&str>, now_ms: i64) -> tx::Dues {
+    let standard = service_code
+        .and_then(|code| standards.get(code))
+        .copied()
+        .unwrap_or_default();
+    tx::Dues {
+        acknowledge: Some(standard.acknowledge_by(now_ms)),
+        resolve: standard.resolve_by(now_ms),
+    }
 }
 
 /// What a sync call did: the public numbers of the requests pushed, and a page of the pull.
@@ -258,6 +286,14 @@ pub trait Storage: Send + Sync {
     fn post_request(&self, post: open311::Post) -> Result<open311::Posted, ServerError>;
     /// The public number of the request a `batch` post's token stands for.
     fn token_request(&self, token: &str) -> Result<Option<String>, ServerError>;
+    /// Every request received within `from_ms..=to_ms` (at most `limit`, oldest first), as
+    /// the standards report counts them.
+    fn standard_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<open311::StandardRow>, ServerError>;
     /// The public requests a `GET requests` finds, with their changes.
     fn find_requests(
         &self,

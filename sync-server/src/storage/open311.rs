@@ -7,7 +7,7 @@ use curbside_core::sync::Change;
 use curbside_core::vocab::{FieldValue, RequestId};
 use curbside_core::Jurisdiction;
 
-use super::tx::{ScopeColumns, Tx, R};
+use super::tx::{Dues, ScopeColumns, Tx, R};
 use crate::scope::{self, RequestScope};
 use crate::ServerError;
 
@@ -48,6 +48,8 @@ pub struct Post {
     pub values: Vec<FieldValue>,
     /// For a `batch` service: the token the answer carries.
     pub token: Option<String>,
+    /// When it is due, by its service's standard.
+    pub dues: Dues,
     pub now_ms: i64,
 }
 
@@ -88,7 +90,7 @@ pub fn post(tx: &mut dyn Tx, wards: &Jurisdiction, p: &Post) -> R<Posted> {
     }
     let creator = key_creator(&p.key_id);
     let number = tx
-        .number(&[p.request_id], &creator, p.now_ms)?
+        .number(&[(p.request_id, p.dues)], &creator, p.now_ms)?
         .first()
         .copied()
         .ok_or_else(|| ServerError::Internal("no number assigned".into()))?;
@@ -98,6 +100,9 @@ pub fn post(tx: &mut dyn Tx, wards: &Jurisdiction, p: &Post) -> R<Posted> {
         p.request_id,
         FieldValue::ServiceRequestId(number.to_string()),
     ));
+    if let Some(at) = p.dues.resolve {
+        values.push((p.request_id, FieldValue::ExpectedAt(Some(at))));
+    }
     let arrivals = tx.record_own(&values, p.now_ms)?;
     let located = p.values.iter().find_map(|v| match v {
         FieldValue::Location(Some(l)) => Some((l.lat, l.lon)),
@@ -108,18 +113,22 @@ pub fn post(tx: &mut dyn Tx, wards: &Jurisdiction, p: &Post) -> R<Posted> {
         _ => None,
     });
     let ward = located.and_then(|(lat, lon)| wards.ward_of(lat, lon).map(|w| w.code.clone()));
-    tx.set_scopes(&[(
-        p.request_id,
-        ScopeColumns {
-            lat: located.map(|l| l.0),
-            lon: located.map(|l| l.1),
-            ward: ward.clone(),
-            status: "accepted",
-            public: true,
-            cell: located.map(|(lat, lon)| scope::cell_of(lat, lon)),
-            service_code,
-        },
-    )])?;
+    tx.set_scopes(
+        &[(
+            p.request_id,
+            ScopeColumns {
+                lat: located.map(|l| l.0),
+                lon: located.map(|l| l.1),
+                ward: ward.clone(),
+                status: "accepted",
+                public: true,
+                cell: located.map(|(lat, lon)| scope::cell_of(lat, lon)),
+                service_code,
+                accuracy_m: None,
+            },
+        )],
+        p.now_ms,
+    )?;
     let keys = scope::filed_under(&RequestScope {
         created_by: creator,
         ward,
@@ -167,8 +176,32 @@ pub struct FoundRequest {
     pub ward: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Its service standard's deadlines, and when staff first acted on it and it closed.
+    pub standard: StandardTimes,
     /// Its changes, in merge order.
     pub changes: Vec<Change>,
+}
+
+/// A request as the standards report counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardRow {
+    pub service_code: Option<String>,
+    pub ward: Option<String>,
+    pub created_at_ms: i64,
+    pub times: StandardTimes,
+}
+
+/// The columns a [`StandardRow`] is read from, in its order.
+pub const STANDARD_COLUMNS: &str = "service_code, ward, created_at, acknowledge_due, resolve_due, \
+                                    acknowledged_at, closed_at";
+
+/// A request's times against its service's standard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StandardTimes {
+    pub acknowledge_due_ms: Option<i64>,
+    pub resolve_due_ms: Option<i64>,
+    pub acknowledged_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
 }
 
 /// A parameter of the index query.
@@ -181,7 +214,8 @@ pub enum Param {
 
 /// The columns the index query selects, in the order [`FoundRequest`]'s row is read.
 pub const FOUND_COLUMNS: &str = "r.request_id, r.service_request_id, r.ward, r.created_at, \
-                                 COALESCE(r.updated_at, r.created_at)";
+                                 COALESCE(r.updated_at, r.created_at), r.acknowledge_due, \
+                                 r.resolve_due, r.acknowledged_at, r.closed_at";
 
 /// The index query for `q` and its parameters, with `mark(n)` writing the n-th placeholder
 /// (`?n` or `$n`). Every filter is on an indexed column or on the rows those bound; the page

@@ -10,7 +10,8 @@ use curbside_core::sync::{merge, Change};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId, Visibility};
 use curbside_core::Jurisdiction;
 
-use super::tx::{Arrival, Known, PhotoEdit, ScopeColumns, Tx, R};
+use super::tx::{Arrival, Dues, Known, PhotoEdit, ScopeColumns, Tx, R};
+use super::{dues, Standards};
 use crate::scope::{self, Device, RequestScope};
 use crate::ServerError;
 
@@ -39,6 +40,7 @@ enum Admitted {
 pub fn push(
     tx: &mut dyn Tx,
     wards: &Jurisdiction,
+    standards: &Standards,
     device: &Device,
     changes: &[Change],
     now_ms: i64,
@@ -49,16 +51,43 @@ pub fn push(
     if !unbound.is_empty() {
         tx.bind_replicas(&unbound, &device.id)?;
     }
-    let new: Vec<RequestId> = admitted
+    let new: Vec<(RequestId, Dues)> = admitted
         .iter()
         .filter(|(_, a)| matches!(a, Admitted::New))
-        .map(|(id, _)| *id)
+        .map(|(id, _)| {
+            let service = changes.iter().find_map(|c| match &c.value {
+                FieldValue::Create(create) if c.request_id == *id => {
+                    Some(create.service_code.as_str())
+                }
+                _ => None,
+            });
+            (*id, dues(standards, service, now_ms))
+        })
         .collect();
     let numbers = if new.is_empty() {
         Vec::new()
     } else {
         tx.number(&new, &device.id, now_ms)?
     };
+    // Staff acting on a request acknowledge it (the first time is what the standard counts).
+    if device.role == Role::Inspector {
+        let first: Vec<RequestId> = admitted
+            .iter()
+            .filter(|(_, a)| match a {
+                Admitted::Known { known, .. } => !known.acknowledged,
+                Admitted::New => true,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !first.is_empty() {
+            tx.acknowledge(&first, now_ms)?;
+        }
+    }
+    let resolve_by: HashMap<RequestId, i64> = new
+        .iter()
+        .filter_map(|(id, d)| Some((*id, d.resolve?)))
+        .collect();
+    let new: Vec<RequestId> = new.into_iter().map(|(id, _)| id).collect();
     let mut numbers = new.iter().copied().zip(numbers).collect::<HashMap<_, _>>();
     let mut pushed = Pushed::default();
     let mut scopes: HashMap<RequestId, RequestScope> = HashMap::new();
@@ -75,8 +104,12 @@ pub fn push(
             Admitted::New => {
                 let number = numbers.remove(&request_id).unwrap_or_default();
                 // The number travels as a change too, so it reaches the reporter even when
-                // this answer is lost, and every other replica that sees the request.
+                // this answer is lost, and every other replica that sees the request; so does
+                // the date the city expects to resolve it, by its service's standard.
                 own.push((request_id, FieldValue::ServiceRequestId(number.to_string())));
+                if let Some(at) = resolve_by.get(&request_id) {
+                    own.push((request_id, FieldValue::ExpectedAt(Some(*at))));
+                }
                 scopes.insert(
                     request_id,
                     RequestScope {
@@ -145,7 +178,7 @@ pub fn push(
     }
     if !moved.is_empty() {
         // A request new here has no earlier changes to bring along.
-        let again = refresh(tx, wards, &moved, &mut scopes, &new, first - 1)?;
+        let again = refresh(tx, wards, &moved, &mut scopes, &new, first - 1, now_ms)?;
         arrivals.extend(again);
     }
     let mut keys: HashMap<RequestId, Vec<String>> = HashMap::new();
@@ -292,9 +325,9 @@ pub fn scope_columns(
             Field::Visibility,
         ],
     );
-    let (lat, lon) = match fields.get(&Field::Location) {
-        Some(FieldValue::Location(Some(l))) => (Some(l.lat), Some(l.lon)),
-        _ => (None, None),
+    let (lat, lon, accuracy_m) = match fields.get(&Field::Location) {
+        Some(FieldValue::Location(Some(l))) => (Some(l.lat), Some(l.lon), l.accuracy_m),
+        _ => (None, None, None),
     };
     let located = lat.zip(lon);
     ScopeColumns {
@@ -316,6 +349,7 @@ pub fn scope_columns(
             Some(FieldValue::Create(c)) => Some(c.service_code.clone()),
             _ => None,
         },
+        accuracy_m,
     }
 }
 
@@ -331,6 +365,7 @@ fn refresh(
     scopes: &mut HashMap<RequestId, RequestScope>,
     new: &[RequestId],
     before: u64,
+    now_ms: i64,
 ) -> R<Vec<Arrival>> {
     let fields = [
         Field::Create,
@@ -357,7 +392,7 @@ fn refresh(
         }
         columns.push((*id, c));
     }
-    tx.set_scopes(&columns)?;
+    tx.set_scopes(&columns, now_ms)?;
     let mut again = Vec::new();
     for id in widened {
         again.extend(tx.arrive_again(&id, before)?);

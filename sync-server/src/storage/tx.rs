@@ -31,6 +31,15 @@ pub struct Known {
     pub number: i64,
     /// How many changes of it the log holds (counted only when asked).
     pub changes: u64,
+    /// Whether staff have acted on it yet (its acknowledgement).
+    pub acknowledged: bool,
+}
+
+/// When a new request is due to be acknowledged and resolved, by its service's standard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dues {
+    pub acknowledge: Option<i64>,
+    pub resolve: Option<i64>,
 }
 
 /// What the scope rule reads of a request, set from its merged changes.
@@ -45,6 +54,8 @@ pub struct ScopeColumns {
     pub cell: Option<String>,
     /// Its service (set once, by its creation; `None` keeps what is stored).
     pub service_code: Option<String>,
+    /// How far its location may be off, in metres (the duplicate check widens by it).
+    pub accuracy_m: Option<f64>,
 }
 
 /// A push's edit of the photo references of a request.
@@ -91,8 +102,9 @@ pub trait Tx {
 
     /// The numbered requests among `ids`, with the count of their changes if `count`.
     fn known(&mut self, ids: &[RequestId], count: bool) -> R<HashMap<RequestId, Known>>;
-    /// Numbers new requests created by `device_id`: their rows and public numbers, in order.
-    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>>;
+    /// Numbers new requests created by `device_id` (with when each is due by its standard):
+    /// their rows and public numbers, in order.
+    fn number(&mut self, ids: &[(RequestId, Dues)], device_id: &str, now_ms: i64) -> R<Vec<i64>>;
     /// Logs changes the server itself makes (requests' public numbers).
     fn record_own(&mut self, values: &[(RequestId, FieldValue)], now_ms: i64) -> R<Vec<Arrival>>;
     /// Logs changes from a device (one seen before is a no-op): the arrivals of those new here.
@@ -105,7 +117,11 @@ pub trait Tx {
         ids: &[RequestId],
         fields: Option<&[Field]>,
     ) -> R<HashMap<RequestId, Vec<Change>>>;
-    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()>;
+    /// Sets what the scope rule reads of requests; a request whose status closes it is
+    /// marked closed at `now_ms` (once), one that opens again is not.
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)], now_ms: i64) -> R<()>;
+    /// Marks requests acknowledged at `now_ms`: staff acted on them (the first time counts).
+    fn acknowledge(&mut self, ids: &[RequestId], now_ms: i64) -> R<()>;
     /// Moves a request's changes that arrived at or before `up_to` to the end of the arrival
     /// order, in their order, as if they arrived again: their new arrivals.
     fn arrive_again(&mut self, request_id: &RequestId, up_to: u64) -> R<Vec<Arrival>>;

@@ -16,7 +16,9 @@ use curbside_core::sync::Hlc;
 use curbside_core::vocab::{Entropy, ReplicaId};
 use curbside_core::{Catalog, Jurisdiction};
 
-use super::open311::{self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery};
+use super::open311::{
+    self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery, StandardRow,
+};
 use super::push::{self, Pushed};
 use super::tx::Tx;
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
@@ -319,6 +321,7 @@ impl Storage for PgStorage {
         .position(call.cursor.as_deref())?;
         let SyncCall {
             device,
+            standards,
             changes,
             cursor,
             replica,
@@ -329,7 +332,7 @@ impl Storage for PgStorage {
             Pushed::default()
         } else {
             let (device, wards) = (device.clone(), self.wards());
-            self.write(move |tx| push::push(tx, &wards, &device, &changes, now_ms))?
+            self.write(move |tx| push::push(tx, &wards, &standards, &device, &changes, now_ms))?
         };
         // On one snapshot, which holds the push.
         let page = self.readers.snapshot(|tx| {
@@ -509,6 +512,38 @@ impl Storage for PgStorage {
             )
         })?;
         Ok(row.map(|r| r.get::<_, i64>(0).to_string()))
+    }
+
+    fn standard_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StandardRow>, ServerError> {
+        let rows = self.read(|tx| {
+            tx.query_made(
+                &format!(
+                    "SELECT {} FROM requests WHERE created_at BETWEEN $1 AND $2
+                     ORDER BY created_at LIMIT $3",
+                    open311::STANDARD_COLUMNS
+                ),
+                &[&from_ms, &to_ms, &(limit as i64)],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| StandardRow {
+                service_code: r.get(0),
+                ward: r.get(1),
+                created_at_ms: r.get(2),
+                times: open311::StandardTimes {
+                    acknowledge_due_ms: r.get(3),
+                    resolve_due_ms: r.get(4),
+                    acknowledged_at_ms: r.get(5),
+                    closed_at_ms: r.get(6),
+                },
+            })
+            .collect())
     }
 
     fn find_requests(&self, query: &RequestQuery) -> Result<Vec<FoundRequest>, ServerError> {

@@ -91,8 +91,9 @@ CREATE TABLE photos (
 );
 CREATE INDEX photos_by_device ON photos (device_id, stored_at);";
 
-/// Version 2: Open311 (as the SQLite file's version 11): each request's service and last
-/// arrival, API keys (hashed) and the requests posted with them.
+/// Version 2: Open311 (as the SQLite file's version 12): each request's service and last
+/// arrival, its standard's deadlines, acknowledgement and closing, accuracy and likely
+/// duplicates, API keys (hashed) and the requests posted with them.
 const V2: &str = "
 ALTER TABLE requests ADD COLUMN service_code TEXT;
 ALTER TABLE requests ADD COLUMN updated_at BIGINT;
@@ -101,6 +102,18 @@ UPDATE requests r SET service_code = c.value::json->>'service_code'
     FROM sync_changes c WHERE c.request_id = r.request_id AND c.field = 'create';
 CREATE INDEX requests_by_time ON requests (created_at);
 CREATE INDEX requests_by_update ON requests (updated_at);
+ALTER TABLE requests ADD COLUMN accuracy DOUBLE PRECISION;
+ALTER TABLE requests ADD COLUMN acknowledge_due BIGINT;
+ALTER TABLE requests ADD COLUMN resolve_due BIGINT;
+ALTER TABLE requests ADD COLUMN acknowledged_at BIGINT;
+ALTER TABLE requests ADD COLUMN closed_at BIGINT;
+UPDATE requests SET closed_at = updated_at WHERE status IN ('completed', 'cancelled');
+CREATE TABLE likely_duplicates (
+    request_id TEXT NOT NULL,
+    other_id   TEXT NOT NULL,
+    distance_m DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (request_id, other_id)
+);
 CREATE TABLE api_keys (
     key_hash   TEXT PRIMARY KEY,
     key_id     TEXT NOT NULL UNIQUE,

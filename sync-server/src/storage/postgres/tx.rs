@@ -12,8 +12,10 @@ use postgres::{Client, Row, Statement, Transaction};
 
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::open311::{self, FoundRequest, Param, Post, PriorPost, RequestQuery};
-use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::open311::{
+    self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
+};
+use crate::storage::tx::{Arrival, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 use crate::ServerError;
 
 /// What a connection keeps between transactions: its prepared statements, by their text, and
@@ -364,7 +366,7 @@ impl Tx for PgTx<'_, '_> {
         let rows = self.query(
             "SELECT r.request_id, r.created_by, r.ward, r.lat, r.lon, r.public,
                     r.service_request_id,
-                    r.changes
+                    r.changes, r.acknowledged_at IS NOT NULL
              FROM requests r WHERE r.request_id = ANY($1)",
             &[&texts(ids)],
         )?;
@@ -376,21 +378,28 @@ impl Tx for PgTx<'_, '_> {
                         scope: scope_of(r, 1),
                         number: r.get(6),
                         changes: r.get::<_, i64>(7) as u64,
+                        acknowledged: r.get(8),
                     },
                 ))
             })
             .collect()
     }
 
-    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
+    fn number(&mut self, ids: &[(RequestId, Dues)], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
+        let acknowledge: Vec<Option<i64>> = ids.iter().map(|(_, d)| d.acknowledge).collect();
+        let resolve: Vec<Option<i64>> = ids.iter().map(|(_, d)| d.resolve).collect();
+        let only: Vec<RequestId> = ids.iter().map(|(id, _)| *id).collect();
         let rows = self.write(
             "INSERT INTO requests
-                 (request_id, service_request_id, created_by, created_at, updated_at)
-             SELECT t.id, nextval('request_numbers'), $2, $3, $3
-             FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n
+                 (request_id, service_request_id, created_by, created_at, updated_at,
+                  acknowledge_due, resolve_due)
+             SELECT t.id, nextval('request_numbers'), $2, $3, $3, t.ack, t.res
+             FROM unnest($1::text[], $4::int8[], $5::int8[]) WITH ORDINALITY
+                  AS t(id, ack, res, n) ORDER BY t.n
              RETURNING request_id, service_request_id",
-            &[&texts(ids), &device_id, &now_ms],
+            &[&texts(&only), &device_id, &now_ms, &acknowledge, &resolve],
         )?;
+        let ids = &only;
         let numbers: HashMap<RequestId, i64> = rows
             .iter()
             .map(|r| Ok((request_id(r, 0)?, r.get(1))))
@@ -550,7 +559,7 @@ impl Tx for PgTx<'_, '_> {
         Ok(out)
     }
 
-    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()> {
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)], now_ms: i64) -> R<()> {
         let ids: Vec<String> = scopes.iter().map(|(id, _)| id.to_string()).collect();
         let lats: Vec<Option<f64>> = scopes.iter().map(|(_, s)| s.lat).collect();
         let lons: Vec<Option<f64>> = scopes.iter().map(|(_, s)| s.lon).collect();
@@ -562,17 +571,39 @@ impl Tx for PgTx<'_, '_> {
             .iter()
             .map(|(_, s)| s.service_code.as_deref())
             .collect();
+        let accuracies: Vec<Option<f64>> = scopes.iter().map(|(_, s)| s.accuracy_m).collect();
         self.write(
             "UPDATE requests r
              SET lat = v.lat, lon = v.lon, ward = v.ward, status = v.status, public = v.public,
-                 cell = v.cell, service_code = COALESCE(v.service, r.service_code)
+                 cell = v.cell, service_code = COALESCE(v.service, r.service_code),
+                 accuracy = v.accuracy,
+                 closed_at = CASE WHEN v.status IN ('completed', 'cancelled')
+                                  THEN COALESCE(r.closed_at, $10) END
              FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[], $5::text[],
-                         $6::bool[], $7::text[], $8::text[])
-                  AS v(id, lat, lon, ward, status, public, cell, service)
+                         $6::bool[], $7::text[], $8::text[], $9::float8[])
+                  AS v(id, lat, lon, ward, status, public, cell, service, accuracy)
              WHERE r.request_id = v.id",
             &[
-                &ids, &lats, &lons, &wards, &statuses, &public, &cells, &services,
+                &ids,
+                &lats,
+                &lons,
+                &wards,
+                &statuses,
+                &public,
+                &cells,
+                &services,
+                &accuracies,
+                &now_ms,
             ],
+        )?;
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, ids: &[RequestId], now_ms: i64) -> R<()> {
+        self.write(
+            "UPDATE requests SET acknowledged_at = $2
+             WHERE request_id = ANY($1) AND acknowledged_at IS NULL",
+            &[&texts(ids), &now_ms],
         )?;
         Ok(())
     }
@@ -817,6 +848,12 @@ impl Tx for PgTx<'_, '_> {
                 ward: r.get(2),
                 created_at_ms: r.get(3),
                 updated_at_ms: r.get(4),
+                standard: StandardTimes {
+                    acknowledge_due_ms: r.get(5),
+                    resolve_due_ms: r.get(6),
+                    acknowledged_at_ms: r.get(7),
+                    closed_at_ms: r.get(8),
+                },
                 changes: Vec::new(),
             });
         }

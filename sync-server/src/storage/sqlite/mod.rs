@@ -20,7 +20,9 @@ use curbside_core::vocab::Entropy;
 use curbside_core::{Catalog, Jurisdiction};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::open311::{self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery};
+use super::open311::{
+    self, ApiKeyRecord, FoundRequest, NewApiKey, Post, Posted, RequestQuery, StandardRow,
+};
 use super::push::{self, Pushed};
 use super::{compact, pull, DeviceRecord, NewDevice, PhotoRef, Storage, SyncCall, SyncOutcome};
 use crate::scope::Device;
@@ -253,6 +255,7 @@ impl Storage for SqliteStorage {
         })?;
         let SyncCall {
             device,
+            standards,
             changes,
             cursor,
             replica,
@@ -263,7 +266,16 @@ impl Storage for SqliteStorage {
             Pushed::default()
         } else {
             let (device, wards) = (device.clone(), self.wards());
-            self.write(move |tx| push::push(&mut SqliteTx(tx), &wards, &device, &changes, now_ms))?
+            self.write(move |tx| {
+                push::push(
+                    &mut SqliteTx(tx),
+                    &wards,
+                    &standards,
+                    &device,
+                    &changes,
+                    now_ms,
+                )
+            })?
         };
         // On a snapshot that holds the push.
         let page = self.read(|tx| {
@@ -428,6 +440,35 @@ impl Storage for SqliteStorage {
                 .query_row([token], |r| r.get(0))
                 .optional()?;
             Ok(number.map(|n| n.to_string()))
+        })
+    }
+
+    fn standard_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StandardRow>, ServerError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {} FROM requests WHERE created_at BETWEEN ?1 AND ?2
+                 ORDER BY created_at LIMIT ?3",
+                open311::STANDARD_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![from_ms, to_ms, limit as i64], |r| {
+                Ok(StandardRow {
+                    service_code: r.get(0)?,
+                    ward: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                    times: open311::StandardTimes {
+                        acknowledge_due_ms: r.get(3)?,
+                        resolve_due_ms: r.get(4)?,
+                        acknowledged_at_ms: r.get(5)?,
+                        closed_at_ms: r.get(6)?,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

@@ -149,6 +149,8 @@ pub(super) const FILE: &str = "INSERT OR IGNORE INTO feed (key, seq, request, re
 /// Version 12: Open311.
 /// - Each request's service and when anything of it last arrived, so `GET requests` filters
 ///   by service, time and update in the index, never by merging the log.
+/// - Its service standard's deadlines, when staff first acted on it and when it closed (the
+///   standards report), its location's accuracy and its likely duplicates, found on receipt.
 /// - Open311 clients' API keys (only their hashes), and the requests posted with them: the
 ///   `Idempotency-Key` a retry repeats and the `token` a batch service answers with.
 const V12: &str = "
@@ -160,6 +162,18 @@ UPDATE requests SET service_code = (
     WHERE c.request_id = requests.request_id AND c.field = 'create' LIMIT 1);
 CREATE INDEX requests_by_time ON requests (created_at);
 CREATE INDEX requests_by_update ON requests (updated_at);
+ALTER TABLE requests ADD COLUMN accuracy REAL;
+ALTER TABLE requests ADD COLUMN acknowledge_due INTEGER;
+ALTER TABLE requests ADD COLUMN resolve_due INTEGER;
+ALTER TABLE requests ADD COLUMN acknowledged_at INTEGER;
+ALTER TABLE requests ADD COLUMN closed_at INTEGER;
+UPDATE requests SET closed_at = updated_at WHERE status IN ('completed', 'cancelled');
+CREATE TABLE likely_duplicates (
+    request_id TEXT NOT NULL,
+    other_id   TEXT NOT NULL,
+    distance_m REAL NOT NULL,
+    PRIMARY KEY (request_id, other_id)
+) WITHOUT ROWID;
 CREATE TABLE api_keys (
     key_hash   TEXT PRIMARY KEY,
     key_id     TEXT NOT NULL UNIQUE,

@@ -11,8 +11,10 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
-use crate::storage::open311::{self, FoundRequest, Param, Post, PriorPost, RequestQuery};
-use crate::storage::tx::{Arrival, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::open311::{
+    self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
+};
+use crate::storage::tx::{Arrival, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
 pub(super) const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
@@ -110,15 +112,17 @@ impl Tx for SqliteTx<'_> {
 
     fn known(&mut self, ids: &[RequestId], count: bool) -> R<HashMap<RequestId, Known>> {
         let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {SCOPE_COLUMNS}, r.service_request_id FROM requests r
-             WHERE r.request_id = ?1"
+            "SELECT {SCOPE_COLUMNS}, r.service_request_id, r.acknowledged_at IS NOT NULL
+             FROM requests r WHERE r.request_id = ?1"
         ))?;
         let mut out = HashMap::new();
         for id in ids {
-            let found: Option<(RequestScope, i64)> = stmt
-                .query_row([id.to_string()], |r| Ok((scope_from_row(r)?, r.get(5)?)))
+            let found: Option<(RequestScope, i64, bool)> = stmt
+                .query_row([id.to_string()], |r| {
+                    Ok((scope_from_row(r)?, r.get(5)?, r.get(6)?))
+                })
                 .optional()?;
-            let Some((scope, number)) = found else {
+            let Some((scope, number, acknowledged)) = found else {
                 continue;
             };
             let changes = if count { log::count(self.0, id)? } else { 0 };
@@ -128,13 +132,14 @@ impl Tx for SqliteTx<'_> {
                     scope,
                     number,
                     changes,
+                    acknowledged,
                 },
             );
         }
         Ok(out)
     }
 
-    fn number(&mut self, ids: &[RequestId], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
+    fn number(&mut self, ids: &[(RequestId, Dues)], device_id: &str, now_ms: i64) -> R<Vec<i64>> {
         let first: i64 = self.0.query_row(
             "SELECT COALESCE(MAX(service_request_id), 100000) + 1 FROM requests",
             [],
@@ -142,13 +147,21 @@ impl Tx for SqliteTx<'_> {
         )?;
         let mut insert = self.0.prepare_cached(
             "INSERT INTO requests
-                 (request_id, service_request_id, created_by, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
+                 (request_id, service_request_id, created_by, created_at, updated_at,
+                  acknowledge_due, resolve_due)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
         )?;
         let mut out = Vec::with_capacity(ids.len());
-        for (k, id) in ids.iter().enumerate() {
+        for (k, (id, dues)) in ids.iter().enumerate() {
             let number = first + k as i64;
-            insert.execute(params![id.to_string(), number, device_id, now_ms])?;
+            insert.execute(params![
+                id.to_string(),
+                number,
+                device_id,
+                now_ms,
+                dues.acknowledge,
+                dues.resolve
+            ])?;
             out.push(number);
         }
         Ok(out)
@@ -204,10 +217,13 @@ impl Tx for SqliteTx<'_> {
         Ok(out)
     }
 
-    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)]) -> R<()> {
+    fn set_scopes(&mut self, scopes: &[(RequestId, ScopeColumns)], now_ms: i64) -> R<()> {
         let mut update = self.0.prepare_cached(
             "UPDATE requests SET lat = ?2, lon = ?3, ward = ?4, status = ?5, public = ?6,
-                                 cell = ?7, service_code = COALESCE(?8, service_code)
+                                 cell = ?7, service_code = COALESCE(?8, service_code),
+                                 accuracy = ?9,
+                                 closed_at = CASE WHEN ?5 IN ('completed', 'cancelled')
+                                                  THEN COALESCE(closed_at, ?10) END
              WHERE request_id = ?1",
         )?;
         for (id, s) in scopes {
@@ -219,8 +235,21 @@ impl Tx for SqliteTx<'_> {
                 s.status,
                 s.public,
                 s.cell,
-                s.service_code
+                s.service_code,
+                s.accuracy_m,
+                now_ms
             ])?;
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, ids: &[RequestId], now_ms: i64) -> R<()> {
+        let mut update = self.0.prepare_cached(
+            "UPDATE requests SET acknowledged_at = ?2
+             WHERE request_id = ?1 AND acknowledged_at IS NULL",
+        )?;
+        for id in ids {
+            update.execute(params![id.to_string(), now_ms])?;
         }
         Ok(())
     }
@@ -411,11 +440,17 @@ impl Tx for SqliteTx<'_> {
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
+                StandardTimes {
+                    acknowledge_due_ms: r.get(5)?,
+                    resolve_due_ms: r.get(6)?,
+                    acknowledged_at_ms: r.get(7)?,
+                    closed_at_ms: r.get(8)?,
+                },
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, number, ward, created_at_ms, updated_at_ms) = row?;
+            let (id, number, ward, created_at_ms, updated_at_ms, standard) = row?;
             let Ok(request_id) = RequestId::parse(&id) else {
                 continue;
             };
@@ -425,6 +460,7 @@ impl Tx for SqliteTx<'_> {
                 ward,
                 created_at_ms,
                 updated_at_ms,
+                standard,
                 changes: Vec::new(),
             });
         }
