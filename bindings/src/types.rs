@@ -144,12 +144,21 @@ pub struct Draft {
     /// When the city expects to resolve it ("expected by …"): the date it set, or its service
     /// standard counted from when the request was queued. Null for a draft.
     pub expected_at: Option<SystemTime>,
+    /// The request the city found this one repeats, with its status as this device knows it.
+    pub duplicate_of: Option<DuplicateOf>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
     /// The ward, named when the request was queued.
     pub ward: Option<Ward>,
     pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct DuplicateOf {
+    pub id: String,
+    pub service_request_id: Option<String>,
+    pub state: Option<RequestState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -434,6 +443,11 @@ impl From<core::Draft> for Draft {
             service_request_id: d.service_request_id,
             status_notes: d.status_notes,
             expected_at: d.expected_at.map(system_time),
+            duplicate_of: d.duplicate_of.map(|p| DuplicateOf {
+                id: p.id,
+                service_request_id: p.service_request_id,
+                state: p.state.map(Into::into),
+            }),
             created_at: system_time(d.created_at),
             updated_at: system_time(d.updated_at),
             ward: d.ward.map(Into::into),

@@ -127,6 +127,13 @@ impl Out {
         if let Some(n) = &draft.status_notes {
             println!("  city says    {n}");
         }
+        if let Some(p) = &draft.duplicate_of {
+            let number = p.service_request_id.as_deref().unwrap_or(&p.id);
+            match p.state {
+                Some(state) => println!("  duplicate of {number}, which is {state}"),
+                None => println!("  duplicate of {number}"),
+            }
+        }
         if let Some(at) = &draft.expected_at {
             // In the city's own time, as its standards count.
             let local = at.to_offset(curbside_core::vocab::calendar::toronto_offset(*at));

@@ -29,6 +29,14 @@ pub enum RequestCommand {
     Assign { id: String, assignee: String },
     /// low, normal, high or urgent (empty to clear). Inspectors only.
     Priority { id: String, priority: String },
+    /// Mark a duplicate of PARENT: cancelled, with a public note; its reporter sees the
+    /// parent's status. Inspectors only.
+    Duplicate {
+        id: String,
+        parent: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// The request as replicated: fields, notes, photos, and its history with conflict flags.
     Show { id: String },
     /// Requests this device holds (its own sent ones, an inspector's wards, reports nearby).
@@ -156,6 +164,10 @@ pub fn request(store: &Store, command: RequestCommand, out: &Out) -> Result<(), 
         RequestCommand::Priority { id, priority } => {
             store.set_priority(&id, text_or_none(&priority))?;
             out.done(&format!("{id}: priority set"));
+        }
+        RequestCommand::Duplicate { id, parent, note } => {
+            store.mark_duplicate(&id, &parent, note.as_deref())?;
+            out.done(&format!("{id}: a duplicate of {parent}"));
         }
         RequestCommand::Show { id } => {
             let doc = store.request(&id)?;

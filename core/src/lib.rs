@@ -22,7 +22,9 @@ pub use catalog::{
 pub use error::{Error, Forbidden, Missing, Result};
 pub use geo::{GeoError, Jurisdiction};
 pub use photo::{PhotoError, PhotoOptions};
-pub use request::{known, AttachedPhoto, Draft, DraftEdit, DraftSummary, HistoryEntry, PhotoInfo};
+pub use request::{
+    known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Duplicate, HistoryEntry, PhotoInfo,
+};
 pub use store::{Durability, Options, Registration, Store};
 pub use sync::engine::{CancelToken, Progress, RetryPolicy, SyncOptions, SyncReport};
 pub use vocab::time as clock;

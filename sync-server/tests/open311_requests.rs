@@ -512,3 +512,91 @@ async fn get_requests_checks_its_parameters_and_pages() {
         );
     }
 }
+
+#[tokio::test]
+async fn likely_duplicates_are_found_on_receipt_and_never_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(AppState::load(&config(dir.path())).unwrap());
+    let key = key(&state);
+    let light = |lat: f64, lon: f64, service: &str| {
+        let answers = match service {
+            "TS-STREETLIGHT-OUT" => "attribute[PROBLEM]=out",
+            _ => "attribute[MATERIAL][]=tires",
+        };
+        format!("api_key={key}&service_code={service}&lat={lat}&long={lon}&{answers}")
+    };
+    let number = |a: Answer| {
+        a.json()[0]["service_request_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = number(
+        post(
+            &state,
+            "/requests.json",
+            &light(43.6534, -79.3841, "TS-STREETLIGHT-OUT"),
+        )
+        .await,
+    );
+    // 10 m away, the same service: likely the same light.
+    let second = number(
+        post(
+            &state,
+            "/requests.json",
+            &light(43.65349, -79.3841, "TS-STREETLIGHT-OUT"),
+        )
+        .await,
+    );
+    // 300 m away, or another service at the same spot: not.
+    let far = number(
+        post(
+            &state,
+            "/requests.json",
+            &light(43.6561, -79.3841, "TS-STREETLIGHT-OUT"),
+        )
+        .await,
+    );
+    let other = number(
+        post(
+            &state,
+            "/requests.json",
+            &light(43.6534, -79.3841, "SWM-ILLEGAL-DUMPING"),
+        )
+        .await,
+    );
+
+    let likely = |n: &str| {
+        let n = n.to_string();
+        let state = state.clone();
+        async move {
+            let r = get(&state, &format!("/requests/{n}.json?extensions=true")).await;
+            r.json()[0]["extended_attributes"]["likely_duplicates"].clone()
+        }
+    };
+    let found = likely(&second).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["service_request_id"], first.as_str());
+    assert!(
+        (found[0]["distance_m"].as_f64().unwrap() - 10.0).abs() < 1.0,
+        "{found}"
+    );
+    for n in [&first, &far, &other] {
+        assert_eq!(likely(n).await, serde_json::json!([]), "{n}");
+    }
+    // Both stay open: the server finds, staff decide.
+    let open = get(
+        &state,
+        "/requests.json?status=open&service_code=TS-STREETLIGHT-OUT",
+    )
+    .await;
+    assert_eq!(open.json().as_array().unwrap().len(), 3);
+    let xml = get(&state, &format!("/requests/{second}.xml?extensions=true")).await;
+    assert!(
+        xml.body.contains(&format!(
+            "<likely_duplicates><likely_duplicate><service_request_id>{first}</service_request_id>"
+        )),
+        "{}",
+        xml.body
+    );
+}

@@ -279,6 +279,56 @@ fn open311_and_sync_are_one_set_of_requests() {
         Some("Crew booked for Thursday")
     );
 
+    // A neighbour reports the same pothole, 10 m away: found on receipt as a likely duplicate
+    // of the first; the inspector marks it so, and the neighbour's app shows the first one's
+    // status.
+    let neighbour = Store::open(dir.path().join("neighbour.db")).unwrap();
+    neighbour.register(&url, &RegisterBody::default()).unwrap();
+    let again = neighbour
+        .create_draft(
+            "CSROWR-12",
+            &DraftEdit {
+                description: Some("Big hole near the corner".into()),
+                attributes: vec![("SIZE".into(), vec!["medium".into()])],
+                location: Some(Some(
+                    Location::new(43.65309, -79.38341, Some(8.0), LocationSource::Gps).unwrap(),
+                )),
+                ..DraftEdit::default()
+            },
+        )
+        .unwrap();
+    neighbour.submit_draft(&again).unwrap();
+    sync(&neighbour);
+    let again_number = neighbour.draft(&again).unwrap().service_request_id.unwrap();
+    let r = &get_json(
+        addr,
+        &format!("/requests/{again_number}.json?extensions=true"),
+    )[0];
+    let likely = r["extended_attributes"]["likely_duplicates"]
+        .as_array()
+        .unwrap();
+    assert_eq!(likely.len(), 1, "{r}");
+    assert_eq!(likely[0]["service_request_id"], number.as_str());
+    assert!(likely[0]["distance_m"].as_f64().unwrap() < 20.0);
+    assert_eq!(r["status"], "open", "never merged by the server");
+    sync(&inspector);
+    inspector.mark_duplicate(&again, &pothole, None).unwrap();
+    sync(&inspector);
+    let r = &get_json(
+        addr,
+        &format!("/requests/{again_number}.json?extensions=true"),
+    )[0];
+    assert_eq!(r["status"], "closed");
+    assert_eq!(r["extended_attributes"]["detailed_status"], "cancelled");
+    assert_eq!(r["extended_attributes"]["duplicate_of"], number.as_str());
+    assert!(r["status_notes"].as_str().unwrap().contains(&number), "{r}");
+    sync(&neighbour);
+    let theirs = neighbour.draft(&again).unwrap();
+    assert_eq!(theirs.state, State::Cancelled);
+    let parent = theirs.duplicate_of.expect("the parent");
+    assert_eq!(parent.service_request_id.as_deref(), Some(number.as_str()));
+    assert_eq!(parent.state, Some(State::InProgress));
+
     // The standards report, for staff only, in JSON and CSV.
     // Devices of the city's staff and of a resident, registered as apps do.
     let register = |body: &str| -> String {
@@ -320,8 +370,8 @@ fn open311_and_sync_are_one_set_of_requests() {
         .find(|g| g["service_code"] == "CSROWR-12")
         .unwrap();
     assert_eq!(pothole_group["ward"], "10");
-    assert_eq!(pothole_group["requests"], 1);
-    assert_eq!(pothole_group["acknowledged"], 1);
+    assert_eq!(pothole_group["requests"], 2);
+    assert_eq!(pothole_group["acknowledged"], 2);
     assert_eq!(pothole_group["acknowledged_within_standard_pct"], 100.0);
     let light_group = groups
         .iter()

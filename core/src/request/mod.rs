@@ -81,6 +81,8 @@ pub struct Draft {
     /// service without a resolution target.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expected_at: Option<OffsetDateTime>,
+    /// The request the city found this one repeats, and where that one is.
+    pub duplicate_of: Option<Duplicate>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -89,6 +91,15 @@ pub struct Draft {
     pub ward: Option<Ward>,
     pub photos: Vec<PhotoInfo>,
     pub history: Vec<HistoryEntry>,
+}
+
+/// The request a report repeats, as this device knows it: its number and the city's status
+/// when they have reached this device (it is near the report, so in its public view).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Duplicate {
+    pub id: String,
+    pub service_request_id: Option<String>,
+    pub state: Option<State>,
 }
 
 /// One line of a list: what a "My reports" screen shows without loading every draft.

@@ -66,12 +66,13 @@ pub(crate) fn apply_pulled(
 }
 
 /// The fields the app's tables mirror.
-const MIRRORED: [Field; 5] = [
+const MIRRORED: [Field; 6] = [
     Field::Create,
     Field::Location,
     Field::Status,
     Field::ServiceRequestId,
     Field::ExpectedAt,
+    Field::DuplicateOf,
 ];
 
 /// The text of the newest public note that came with `status`, if any.
@@ -135,6 +136,14 @@ pub(crate) fn materialize(
                     "UPDATE requests SET expected_at = ?2 WHERE id = ?1 AND expected_at IS NOT ?2",
                 )?
                 .execute(params![id, at])?;
+            }
+            if let Some(FieldValue::DuplicateOf(parent)) = f.get(&Field::DuplicateOf) {
+                let parent = parent.map(|p| p.to_string());
+                tx.prepare_cached(
+                    "UPDATE requests SET duplicate_of = ?2
+                     WHERE id = ?1 AND duplicate_of IS NOT ?2",
+                )?
+                .execute(params![id, parent])?;
             }
             if lifecycle != before || status.is_some() {
                 touched.own.push(id);

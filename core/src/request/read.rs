@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{history, photos, Draft, DraftSummary};
+use super::{history, photos, Draft, DraftSummary, Duplicate};
 use crate::catalog::Standard;
 use crate::error::{Error, Result};
 use crate::geo::{KnownRequest, Ward};
+use crate::sync::log;
 use crate::vocab::time::from_ms;
-use crate::vocab::{Contact, Lifecycle, Location, LocationSource, RequestId, State, Status};
+use crate::vocab::{
+    Contact, Field, FieldValue, Lifecycle, Location, LocationSource, RequestId, State, Status,
+};
 
 pub(super) fn stored_lifecycle(s: &str) -> Result<Lifecycle> {
     Lifecycle::parse(s).ok_or_else(|| Error::Stored {
@@ -77,7 +80,7 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
                     r.location_source, r.address, r.contact_first_name, r.contact_last_name,
                     r.contact_email, r.contact_phone, r.anonymous, r.service_request_id,
                     r.status_notes, r.created_at, r.updated_at, r.attributes, r.ward, r.ward_name,
-                    r.expected_at, s.standard,
+                    r.expected_at, s.standard, r.duplicate_of,
                     (SELECT max(json_extract(e.value, '$.at')) FROM json_each(r.events) e
                      WHERE json_extract(e.value, '$.state') = 'queued')
              FROM requests r LEFT JOIN services s ON s.code = r.service_code
@@ -103,7 +106,8 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
             let answers: String = r.get(18)?;
             let expected: Option<i64> = r.get(21)?;
             let standard: Option<String> = r.get(22)?;
-            let queued_at: Option<i64> = r.get(23)?;
+            let queued_at: Option<i64> = r.get(24)?;
+            let duplicate_of: Option<String> = r.get(23)?;
             // Until the city says, its standard from when the request was queued.
             let expected = expected.or_else(|| {
                 let standard: Standard = standard
@@ -112,7 +116,7 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
                 standard.resolve_by(queued_at?)
             });
             Ok((
-                (state, answers),
+                (state, answers, duplicate_of),
                 Draft {
                     id: id.to_string(),
                     service_code: r.get(0)?,
@@ -132,6 +136,7 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
                     service_request_id: r.get(14)?,
                     status_notes: r.get(15)?,
                     expected_at: expected.map(from_ms),
+                    duplicate_of: None,
                     created_at: from_ms(r.get(16)?),
                     updated_at: from_ms(r.get(17)?),
                     ward: match (
@@ -151,9 +156,13 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
         })
         .optional()?
         .ok_or_else(|| Error::no_request(*id))
-        .and_then(|((state, answers), mut d)| {
+        .and_then(|((state, answers, duplicate_of), mut d)| {
             d.state = stored_state(&state)?;
             d.attributes = parse_answers(&answers)?;
+            d.duplicate_of = match duplicate_of {
+                Some(parent) => Some(duplicate(conn, &parent)?),
+                None => None,
+            };
             Ok(d)
         })?;
     if whole {
@@ -161,6 +170,31 @@ pub(super) fn load(conn: &Connection, id: &RequestId, whole: bool) -> Result<Dra
         draft.history = history::history(conn, id)?;
     }
     Ok(draft)
+}
+
+/// Where the request `parent` stands, as far as this device's log knows it.
+fn duplicate(conn: &Connection, parent: &str) -> Result<Duplicate> {
+    let Ok(id) = RequestId::parse(parent) else {
+        return Ok(Duplicate {
+            id: parent.to_string(),
+            service_request_id: None,
+            state: None,
+        });
+    };
+    let f = log::current(conn, &id, &[Field::ServiceRequestId, Field::Status])?;
+    Ok(Duplicate {
+        id: parent.to_string(),
+        service_request_id: match f.get(&Field::ServiceRequestId) {
+            Some(FieldValue::ServiceRequestId(n)) => Some(n.clone()),
+            _ => None,
+        },
+        state: match f.get(&Field::Status) {
+            Some(FieldValue::Status(s)) => Some(State::from(*s)),
+            // Numbered but with no status yet: the city holds it.
+            _ if f.contains_key(&Field::ServiceRequestId) => Some(State::Accepted),
+            _ => None,
+        },
+    })
 }
 
 /// Newest first, optionally only those in `state`.

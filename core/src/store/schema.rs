@@ -199,11 +199,12 @@ UPDATE requests SET events = COALESCE((
 DROP TABLE request_history;";
 
 /// Version 6: the city's service standards ([`crate::catalog::Standard`], as JSON; none: the
-/// default) and, per request, the date the city expects to resolve it (its `expected_at`,
-/// mirrored from the log like its status).
+/// default) and, per request, the date the city expects to resolve it (its `expected_at`) and
+/// the request staff found it repeats (`duplicate_of`), mirrored from the log like its status.
 const V6: &str = "
 ALTER TABLE services ADD COLUMN standard TEXT;
-ALTER TABLE requests ADD COLUMN expected_at INTEGER;";
+ALTER TABLE requests ADD COLUMN expected_at INTEGER;
+ALTER TABLE requests ADD COLUMN duplicate_of TEXT;";
 
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`.
 pub const LADDER: [Step; VERSION as usize] = [

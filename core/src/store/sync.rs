@@ -17,7 +17,7 @@ use crate::sync::transport::Transport;
 use crate::sync::{ApplyReport, Change, Document, Progress, SyncOptions, SyncReport};
 use crate::vocab::limits::MAX_NOTE_CHARS;
 use crate::vocab::{
-    FieldValue, Lifecycle, Note, Priority, Problem, ProblemKind, RequestId, State, Status,
+    Field, FieldValue, Lifecycle, Note, Priority, Problem, ProblemKind, RequestId, State, Status,
 };
 
 /// Who this device is on its server. The token is not part of it: it stays in the store.
@@ -207,6 +207,36 @@ impl Store {
             vec![FieldValue::Note(note)]
         })?;
         Ok(note_id)
+    }
+
+    /// Marks a request a duplicate of `parent` (staff only): cancelled, with its parent, and
+    /// a public note that says so. Its reporter's app shows the parent's status from then on.
+    pub fn mark_duplicate(&self, id: &str, parent: &str, note: Option<&str>) -> Result<()> {
+        let parent_id = RequestId::parse(parent)?;
+        if parent_id == RequestId::parse(id)? {
+            return Err(Error::invalid(Problem::new(
+                "duplicate_of",
+                ProblemKind::OutOfRange,
+                "a request cannot repeat itself".to_string(),
+            )));
+        }
+        let number = self
+            .read(|c| log::current(c, &parent_id, &[Field::ServiceRequestId]))?
+            .remove(&Field::ServiceRequestId);
+        let text = match (note.map(str::trim).filter(|n| !n.is_empty()), number) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(FieldValue::ServiceRequestId(n))) => {
+                format!("A duplicate of request {n}, which the City is handling.")
+            }
+            (None, _) => "A duplicate of another report, which the City is handling.".to_string(),
+        };
+        self.shared_edit(id, |author| {
+            vec![
+                FieldValue::Status(Status::Cancelled),
+                FieldValue::DuplicateOf(Some(parent_id)),
+                FieldValue::Note(self.note(author, &text, true, Some(Status::Cancelled))),
+            ]
+        })
     }
 
     pub fn assign(&self, id: &str, assignee: Option<&str>) -> Result<()> {

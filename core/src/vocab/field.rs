@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::contact::Contact;
+use super::ids::RequestId;
 use super::limits::{
     too_long, MAX_ADDRESS_CHARS, MAX_ANSWER_BYTES, MAX_ANSWER_VALUES, MAX_ATTRIBUTE_CODE,
     MAX_CONTACT_CHARS, MAX_DESCRIPTION_CHARS, MAX_MEMBER_ID, MAX_NOTE_CHARS,
@@ -32,6 +33,8 @@ pub enum Field {
     Assignee,
     ExpectedAt,
     Visibility,
+    /// The request this one repeats, as staff marked it.
+    DuplicateOf,
     Contact,
     Note,
     NoteRetract,
@@ -56,6 +59,7 @@ impl Field {
             Field::Assignee => "assignee",
             Field::ExpectedAt => "expected_at",
             Field::Visibility => "visibility",
+            Field::DuplicateOf => "duplicate_of",
             Field::Contact => "contact",
             Field::Note => "note",
             Field::NoteRetract => "note_retract",
@@ -76,6 +80,7 @@ impl Field {
             "assignee" => Field::Assignee,
             "expected_at" => Field::ExpectedAt,
             "visibility" => Field::Visibility,
+            "duplicate_of" => Field::DuplicateOf,
             "contact" => Field::Contact,
             "note" => Field::Note,
             "note_retract" => Field::NoteRetract,
@@ -109,6 +114,7 @@ impl Field {
             | Field::Address
             | Field::Status
             | Field::Visibility
+            | Field::DuplicateOf
             | Field::Photo
             | Field::PhotoRemove
             | Field::NoteRetract => true,
@@ -195,6 +201,8 @@ pub enum FieldValue {
     /// When the city expects to be done, in milliseconds since 1970.
     ExpectedAt(Option<i64>),
     Visibility(Visibility),
+    /// The request this one repeats (staff's call; the resident sees that one's status).
+    DuplicateOf(Option<RequestId>),
     /// Empty for an anonymous report: no contact details are replicated at all.
     Contact(Contact),
     Note(Note),
@@ -224,6 +232,7 @@ impl Serialize for FieldValue {
             FieldValue::Priority(p) => p.serialize(s),
             FieldValue::ExpectedAt(t) => t.serialize(s),
             FieldValue::Visibility(v) => v.serialize(s),
+            FieldValue::DuplicateOf(p) => p.serialize(s),
             FieldValue::Contact(c) if c.is_empty() => s.serialize_map(Some(0))?.end(),
             FieldValue::Contact(c) => c.serialize(s),
             FieldValue::Note(n) => n.serialize(s),
@@ -264,6 +273,7 @@ impl FieldValue {
             FieldValue::Assignee(_) => Field::Assignee,
             FieldValue::ExpectedAt(_) => Field::ExpectedAt,
             FieldValue::Visibility(_) => Field::Visibility,
+            FieldValue::DuplicateOf(_) => Field::DuplicateOf,
             FieldValue::Contact(_) => Field::Contact,
             FieldValue::Note(_) => Field::Note,
             FieldValue::NoteRetract(_) => Field::NoteRetract,
@@ -297,6 +307,7 @@ impl FieldValue {
                 | FieldValue::Assignee(_)
                 | FieldValue::Priority(_)
                 | FieldValue::ExpectedAt(_)
+                | FieldValue::DuplicateOf(_)
                 | FieldValue::ServiceRequestId(_)
         ) || self.is_internal_note()
     }
@@ -368,6 +379,9 @@ impl FieldValue {
                 Status,
                 "must be accepted, in_progress, scheduled, completed or cancelled"
             )),
+            Field::DuplicateOf => {
+                FieldValue::DuplicateOf(read!(Option<RequestId>, "must be a request id or null"))
+            }
             Field::ExpectedAt => FieldValue::ExpectedAt(read!(
                 Option<i64>,
                 "must be milliseconds since 1970 or null"
@@ -497,6 +511,10 @@ mod tests {
             FieldValue::Priority(Some(Priority::High)),
             FieldValue::Assignee(Some("Crew 4".into())),
             FieldValue::ExpectedAt(Some(5)),
+            FieldValue::DuplicateOf(Some(
+                RequestId::parse("0190f3a0-0000-7000-8000-000000000001").unwrap(),
+            )),
+            FieldValue::DuplicateOf(None),
             FieldValue::Visibility(Visibility::Private),
             FieldValue::Contact(Contact::default()),
             FieldValue::Contact(Contact {

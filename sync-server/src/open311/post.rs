@@ -296,6 +296,7 @@ fn checked(state: &AppState, form: &Form) -> Result<(Vec<FieldValue>, ServiceTyp
         service_request_id: None,
         status_notes: None,
         expected_at: None,
+        duplicate_of: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         updated_at: time::OffsetDateTime::UNIX_EPOCH,
         ward: None,

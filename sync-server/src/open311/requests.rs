@@ -188,6 +188,7 @@ pub fn query(form: &Form, now_ms: i64) -> Result<(RequestQuery, bool), ServerErr
             updated_after_ms,
             updated_before_ms,
             near,
+            extensions,
         },
         extensions,
     ))
@@ -203,7 +204,7 @@ async fn found(
         let now_ms = s.clock.now_ms();
         Ok(found
             .into_iter()
-            .map(|f| view::request(f, &s.catalog, extensions, now_ms))
+            .map(|f| view::request(f, &s.catalog, extensions, now_ms, &s.public_url))
             .collect())
     })
     .await
@@ -248,6 +249,7 @@ pub async fn get_request(
         let q = RequestQuery {
             numbers: vec![number],
             limit: 1,
+            extensions,
             ..RequestQuery::default()
         };
         let recs = found(&state, q, extensions).await?;

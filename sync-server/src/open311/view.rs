@@ -5,6 +5,7 @@
 //! A [`Rec`] keeps the spec's field order and is written out as JSON or XML alike.
 
 use curbside_core::sync::merge;
+use curbside_core::sync::protocol::MEDIA;
 use curbside_core::vocab::{Field, FieldValue, Status};
 use curbside_core::Catalog;
 
@@ -76,7 +77,17 @@ fn role(author: &str) -> &'static str {
 /// One request as `GET requests` answers it at `now_ms`; with `extensions`, the public notes
 /// timeline, ward, channel, the city's detailed status and how it stands against its
 /// service's standard too.
-pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms: i64) -> Rec {
+///
+/// Photos are listed by their URL on this server (`media_url` the first), which serves them to
+/// those who may see the request with a Curbside token: they stay private to the city and the
+/// neighbourhood, not published.
+pub fn request(
+    found: FoundRequest,
+    catalog: &Catalog,
+    extensions: bool,
+    now_ms: i64,
+    public_url: &str,
+) -> Rec {
     let FoundRequest {
         request_id,
         number,
@@ -85,6 +96,8 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms:
         updated_at_ms,
         standard: times,
         changes,
+        likely_duplicates,
+        duplicate_of,
     } = found;
     let doc = merge::document(request_id, changes);
     let code = doc
@@ -109,6 +122,11 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms:
         Some(FieldValue::Location(l)) => *l,
         _ => None,
     };
+    let media_urls: Vec<V> = doc
+        .photos
+        .iter()
+        .map(|p| text(format!("{public_url}{MEDIA}/{}", p.sha256)))
+        .collect();
     let expected = match get(Field::ExpectedAt) {
         Some(FieldValue::ExpectedAt(at)) => *at,
         _ => None,
@@ -153,7 +171,7 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms:
         ("zipcode", V::Null),
         ("lat", location.as_ref().map_or(V::Null, |l| V::Num(l.lat))),
         ("long", location.as_ref().map_or(V::Null, |l| V::Num(l.lon))),
-        ("media_url", V::Null),
+        ("media_url", media_urls.first().cloned().unwrap_or(V::Null)),
     ];
     if extensions {
         let notes = public_notes
@@ -193,6 +211,23 @@ pub fn request(found: FoundRequest, catalog: &Catalog, extensions: bool, now_ms:
                     "overdue_resolution",
                     late(times.resolve_due_ms, times.closed_at_ms),
                 ),
+                ("media_urls", V::List("media_url", media_urls)),
+                (
+                    "likely_duplicates",
+                    V::List(
+                        "likely_duplicate",
+                        likely_duplicates
+                            .iter()
+                            .map(|(n, m)| {
+                                V::Obj(vec![
+                                    ("service_request_id", text(n.to_string())),
+                                    ("distance_m", V::Num((m * 10.0).round() / 10.0)),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
+                ("duplicate_of", opt(duplicate_of.map(|n| n.to_string()))),
             ]),
         ));
     }

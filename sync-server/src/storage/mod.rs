@@ -5,6 +5,7 @@
 
 mod compact;
 mod conns;
+pub mod duplicates;
 pub mod open311;
 pub mod postgres;
 mod pull;

@@ -3,8 +3,8 @@
 //! transaction), and the index query `GET requests` pages through. The handlers in
 //! `crate::open311` have checked the input already.
 
-use curbside_core::sync::Change;
-use curbside_core::vocab::{FieldValue, RequestId};
+use curbside_core::sync::{merge, Change};
+use curbside_core::vocab::{Field, FieldValue, RequestId};
 use curbside_core::Jurisdiction;
 
 use super::tx::{Dues, ScopeColumns, Tx, R};
@@ -129,6 +129,7 @@ pub fn post(tx: &mut dyn Tx, wards: &Jurisdiction, p: &Post) -> R<Posted> {
         )],
         p.now_ms,
     )?;
+    super::duplicates::on_receipt(tx, &[p.request_id], p.now_ms)?;
     let keys = scope::filed_under(&RequestScope {
         created_by: creator,
         ward,
@@ -166,6 +167,8 @@ pub struct RequestQuery {
     pub near: Option<(f64, f64, f64)>,
     pub offset: u64,
     pub limit: u64,
+    /// Also read what the extensions show (likely duplicates, a duplicate's parent).
+    pub extensions: bool,
 }
 
 /// A request `GET requests` found: its index row and its changes.
@@ -180,6 +183,10 @@ pub struct FoundRequest {
     pub standard: StandardTimes,
     /// Its changes, in merge order.
     pub changes: Vec<Change>,
+    /// With the extensions: the public requests found near it on receipt (public numbers,
+    /// metres apart), and the public number of the request staff marked it a duplicate of.
+    pub likely_duplicates: Vec<(i64, f64)>,
+    pub duplicate_of: Option<i64>,
 }
 
 /// A request as the standards report counts it.
@@ -307,14 +314,41 @@ const M_PER_DEG_LAT: f64 = 111_195.0;
 
 /// The requests `q` finds, each with its changes: the index query, then one load of the page.
 pub fn find(tx: &mut dyn Tx, q: &RequestQuery) -> R<Vec<FoundRequest>> {
-    let rows = tx.find_requests(q)?;
+    let mut rows = tx.find_requests(q)?;
     let ids: Vec<RequestId> = rows.iter().map(|r| r.request_id).collect();
     let mut changes = tx.load(&ids, None)?;
-    Ok(rows
-        .into_iter()
-        .map(|mut r| {
-            r.changes = changes.remove(&r.request_id).unwrap_or_default();
-            r
+    for r in &mut rows {
+        r.changes = changes.remove(&r.request_id).unwrap_or_default();
+    }
+    if !q.extensions || rows.is_empty() {
+        return Ok(rows);
+    }
+    let mut likely = tx.likely_duplicates(&ids)?;
+    let parents: Vec<(usize, RequestId)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            match merge::current(&r.changes, &[Field::DuplicateOf]).remove(&Field::DuplicateOf) {
+                Some(FieldValue::DuplicateOf(Some(parent))) => Some((i, parent)),
+                _ => None,
+            }
         })
-        .collect())
+        .collect();
+    let numbers = if parents.is_empty() {
+        Default::default()
+    } else {
+        let ids: Vec<RequestId> = parents.iter().map(|(_, p)| *p).collect();
+        tx.known(&ids, false)?
+    };
+    for (i, parent) in parents {
+        // A private parent is named to nobody outside the city.
+        rows[i].duplicate_of = numbers
+            .get(&parent)
+            .filter(|k| k.scope.public)
+            .map(|k| k.number);
+    }
+    for r in &mut rows {
+        r.likely_duplicates = likely.remove(&r.request_id).unwrap_or_default();
+    }
+    Ok(rows)
 }

@@ -11,7 +11,7 @@ use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId, Visibility};
 use curbside_core::Jurisdiction;
 
 use super::tx::{Arrival, Dues, Known, PhotoEdit, ScopeColumns, Tx, R};
-use super::{dues, Standards};
+use super::{dues, duplicates, Standards};
 use crate::scope::{self, Device, RequestScope};
 use crate::ServerError;
 
@@ -181,6 +181,8 @@ pub fn push(
         let again = refresh(tx, wards, &moved, &mut scopes, &new, first - 1, now_ms)?;
         arrivals.extend(again);
     }
+    // Placed now, the new requests are checked against what is already open around them.
+    duplicates::on_receipt(tx, &new, now_ms)?;
     let mut keys: HashMap<RequestId, Vec<String>> = HashMap::new();
     let mut entries = Vec::with_capacity(arrivals.len() * 3);
     for (seq, id) in &arrivals {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use curbside_core::sync::{Change, StoredChange};
 use curbside_core::vocab::{Field, FieldValue, ReplicaId, RequestId};
 
+use super::duplicates::Candidate;
 use super::open311::{FoundRequest, Post, PriorPost, RequestQuery};
 use crate::cursor::LogState;
 use crate::scope::RequestScope;
@@ -173,6 +174,23 @@ pub trait Tx {
     fn places(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, (f64, f64)>>;
     /// Public, open requests filed in any of `cells`, not created by `not_by`, at most `limit`.
     fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>>;
+    /// The located requests among `ids`, as the duplicate rule reads them.
+    fn duplicate_subjects(&mut self, ids: &[RequestId]) -> R<Vec<Candidate>>;
+    /// Public, open requests of `service_code` filed in any of `cells`, received since
+    /// `since_ms`, other than `not`, at most `limit`.
+    fn duplicate_candidates(
+        &mut self,
+        cells: &[String],
+        service_code: &str,
+        since_ms: i64,
+        not: &RequestId,
+        limit: usize,
+    ) -> R<Vec<Candidate>>;
+    /// Records likely duplicates: (request, the other, metres apart).
+    fn record_duplicates(&mut self, found: &[(RequestId, RequestId, f64)]) -> R<()>;
+    /// The public requests recorded as likely duplicates of each of `ids`: their public
+    /// numbers and how far apart, nearest first.
+    fn likely_duplicates(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, Vec<(i64, f64)>>>;
     /// The post `key_id` made under `idempotency_key`, if it made one.
     fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>>;
     /// Records a post (its key, idempotency key, fingerprint and token).

@@ -12,6 +12,7 @@ use postgres::{Client, Row, Statement, Transaction};
 
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
+use crate::storage::duplicates::Candidate;
 use crate::storage::open311::{
     self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
 };
@@ -311,6 +312,18 @@ fn texts(ids: &[RequestId]) -> Vec<String> {
 fn request_id(r: &Row, at: usize) -> R<RequestId> {
     RequestId::parse(r.get(at))
         .map_err(|e| ServerError::Internal(format!("stored request id: {e}")))
+}
+
+/// A duplicate candidate from a row of its columns.
+fn candidate(r: &Row) -> R<Candidate> {
+    Ok(Candidate {
+        id: request_id(r, 0)?,
+        service_code: r.get(1),
+        lat: r.get(2),
+        lon: r.get(3),
+        accuracy_m: r.get(4),
+        created_at_ms: r.get(5),
+    })
 }
 
 impl Tx for PgTx<'_, '_> {
@@ -794,6 +807,69 @@ impl Tx for PgTx<'_, '_> {
     /// of its own; the union is complete up to the lowest last entry among keys that reached
     /// their limit, and cut to `limit`; then the changes of those entries, by their numbers.
     /// At most about `limit + keys × 256` index entries, however much is filed.
+    fn duplicate_subjects(&mut self, ids: &[RequestId]) -> R<Vec<Candidate>> {
+        let rows = self.query(
+            "SELECT request_id, service_code, lat, lon, accuracy, created_at FROM requests
+             WHERE request_id = ANY($1) AND lat IS NOT NULL AND service_code IS NOT NULL",
+            &[&texts(ids)],
+        )?;
+        rows.iter().map(candidate).collect()
+    }
+
+    fn duplicate_candidates(
+        &mut self,
+        cells: &[String],
+        service_code: &str,
+        since_ms: i64,
+        not: &RequestId,
+        limit: usize,
+    ) -> R<Vec<Candidate>> {
+        let rows = self.query(
+            "SELECT request_id, service_code, lat, lon, accuracy, created_at FROM requests
+             WHERE cell = ANY($1) AND service_code = $2 AND public
+               AND status NOT IN ('completed', 'cancelled') AND created_at >= $3
+               AND request_id <> $4 AND lat IS NOT NULL
+             LIMIT $5",
+            &[
+                &cells,
+                &service_code,
+                &since_ms,
+                &not.to_string(),
+                &(limit as i64),
+            ],
+        )?;
+        rows.iter().map(candidate).collect()
+    }
+
+    fn record_duplicates(&mut self, found: &[(RequestId, RequestId, f64)]) -> R<()> {
+        let ids: Vec<String> = found.iter().map(|(id, _, _)| id.to_string()).collect();
+        let others: Vec<String> = found.iter().map(|(_, o, _)| o.to_string()).collect();
+        let metres: Vec<f64> = found.iter().map(|(_, _, m)| *m).collect();
+        self.write(
+            "INSERT INTO likely_duplicates (request_id, other_id, distance_m)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
+             ON CONFLICT (request_id, other_id) DO UPDATE SET distance_m = excluded.distance_m",
+            &[&ids, &others, &metres],
+        )?;
+        Ok(())
+    }
+
+    fn likely_duplicates(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, Vec<(i64, f64)>>> {
+        let rows = self.query(
+            "SELECT d.request_id, r.service_request_id, d.distance_m FROM likely_duplicates d
+             JOIN requests r ON r.request_id = d.other_id
+             WHERE d.request_id = ANY($1) AND r.public ORDER BY d.distance_m",
+            &[&texts(ids)],
+        )?;
+        let mut out: HashMap<RequestId, Vec<(i64, f64)>> = HashMap::new();
+        for r in &rows {
+            out.entry(request_id(r, 0)?)
+                .or_default()
+                .push((r.get(1), r.get(2)));
+        }
+        Ok(out)
+    }
+
     fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>> {
         Ok(self
             .query_opt(
@@ -855,6 +931,8 @@ impl Tx for PgTx<'_, '_> {
                     closed_at_ms: r.get(8),
                 },
                 changes: Vec::new(),
+                likely_duplicates: Vec::new(),
+                duplicate_of: None,
             });
         }
         Ok(out)

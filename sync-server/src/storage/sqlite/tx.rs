@@ -11,10 +11,27 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{COMPACTED_SEQ, COMPACTIONS, SERVER_ID};
 use crate::cursor::LogState;
 use crate::scope::{self, RequestScope};
+use crate::storage::duplicates::Candidate;
 use crate::storage::open311::{
     self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
 };
 use crate::storage::tx::{Arrival, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+
+/// The columns [`candidate`] reads.
+const CANDIDATE_COLUMNS: &str = "request_id, service_code, lat, lon, accuracy, created_at";
+
+/// A duplicate candidate from a row of [`CANDIDATE_COLUMNS`] (`None`: an id that is not one).
+fn candidate(r: &rusqlite::Row) -> rusqlite::Result<Option<Candidate>> {
+    let id: String = r.get(0)?;
+    Ok(RequestId::parse(&id).ok().map(|id| Candidate {
+        id,
+        service_code: r.get(1).unwrap_or_default(),
+        lat: r.get(2).unwrap_or_default(),
+        lon: r.get(3).unwrap_or_default(),
+        accuracy_m: r.get(4).ok().flatten(),
+        created_at_ms: r.get(5).unwrap_or_default(),
+    }))
+}
 
 /// The columns of a [`RequestScope`], in the order [`scope_from_row`] reads them.
 pub(super) const SCOPE_COLUMNS: &str = "r.created_by, r.ward, r.lat, r.lon, r.public";
@@ -384,6 +401,83 @@ impl Tx for SqliteTx<'_> {
     }
 
     /// One stream per key (the feed row joined to its change), merged by arrival number.
+    fn duplicate_subjects(&mut self, ids: &[RequestId]) -> R<Vec<Candidate>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM requests
+             WHERE request_id = ?1 AND lat IS NOT NULL AND service_code IS NOT NULL"
+        ))?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(
+                stmt.query_row([id.to_string()], candidate)
+                    .optional()?
+                    .flatten(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn duplicate_candidates(
+        &mut self,
+        cells: &[String],
+        service_code: &str,
+        since_ms: i64,
+        not: &RequestId,
+        limit: usize,
+    ) -> R<Vec<Candidate>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM requests
+             WHERE cell = ?1 AND service_code = ?2 AND public
+               AND status NOT IN ('completed', 'cancelled') AND created_at >= ?3
+               AND request_id <> ?4 AND lat IS NOT NULL
+             LIMIT ?5"
+        ))?;
+        let mut out = Vec::new();
+        for cell in cells {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            let rows = stmt.query_map(
+                params![cell, service_code, since_ms, not.to_string(), left as i64],
+                candidate,
+            )?;
+            for row in rows {
+                out.extend(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_duplicates(&mut self, found: &[(RequestId, RequestId, f64)]) -> R<()> {
+        let mut insert = self.0.prepare_cached(
+            "INSERT OR REPLACE INTO likely_duplicates (request_id, other_id, distance_m)
+             VALUES (?1, ?2, ?3)",
+        )?;
+        for (id, other, metres) in found {
+            insert.execute(params![id.to_string(), other.to_string(), metres])?;
+        }
+        Ok(())
+    }
+
+    fn likely_duplicates(&mut self, ids: &[RequestId]) -> R<HashMap<RequestId, Vec<(i64, f64)>>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT r.service_request_id, d.distance_m FROM likely_duplicates d
+             JOIN requests r ON r.request_id = d.other_id
+             WHERE d.request_id = ?1 AND r.public ORDER BY d.distance_m",
+        )?;
+        let mut out = HashMap::new();
+        for id in ids {
+            let found: Vec<(i64, f64)> = stmt
+                .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            if !found.is_empty() {
+                out.insert(*id, found);
+            }
+        }
+        Ok(out)
+    }
+
     fn prior_post(&mut self, key_id: &str, idempotency_key: &str) -> R<Option<PriorPost>> {
         Ok(self
             .0
@@ -462,6 +556,8 @@ impl Tx for SqliteTx<'_> {
                 updated_at_ms,
                 standard,
                 changes: Vec::new(),
+                likely_duplicates: Vec::new(),
+                duplicate_of: None,
             });
         }
         Ok(out)
