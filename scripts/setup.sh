@@ -15,6 +15,7 @@ command -v java >/dev/null 2>&1 || need_debs+=(openjdk-17-jdk-headless)
 command -v npm >/dev/null 2>&1 || need_debs+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need_debs+=(python3)
 command -v cc >/dev/null 2>&1 || need_debs+=(gcc)
+command -v curl >/dev/null 2>&1 || need_debs+=(curl)
 # The PostgreSQL backend's tests start a server of their own (scripts/postgres.sh).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
 if [ ${#need_debs[@]} -gt 0 ]; then
@@ -32,4 +33,19 @@ done
 if [ ! -x .tools/node_modules/kotlin-compiler/bin/kotlinc ]; then
   echo "setup: installing kotlinc $KOTLIN_VERSION (npm kotlin-compiler) into .tools/"
   npm install --silent --no-audit --no-fund --prefix .tools "kotlin-compiler@$KOTLIN_VERSION" >/dev/null
+fi
+
+# Open311 as others see it (scripts/test-open311-clients.sh): schemathesis over the OpenAPI
+# document, and georeport, a third-party Open311 client; in a virtualenv of their own.
+SCHEMATHESIS_VERSION=4.32.5
+GEOREPORT_VERSION=0.3.1
+if ! .tools/venv/bin/python -c "import georeport, schemathesis" 2>/dev/null; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION and georeport $GEOREPORT_VERSION into .tools/venv"
+  python3 -m venv .tools/venv 2>/dev/null || {
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .tools/venv
+  }
+  .tools/venv/bin/pip install -q --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "georeport==$GEOREPORT_VERSION"
 fi

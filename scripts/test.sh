@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the Rust suites (core, CLI, server, end-to-end crash test), the
-# server's suite again on PostgreSQL (a throwaway server on a loopback port), and the Kotlin,
-# Python and Swift-header binding tests. Installs what is missing first.
+# server's suite again on PostgreSQL (a throwaway server on a loopback port), the Kotlin,
+# Python and Swift-header binding tests, and Open311 clients (schemathesis, georeport) against a
+# live server. Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,6 @@ cargo test -p curbside-server --locked 2>&1 | tee target/cargo-test-postgres.log
 unset CURBSIDE_TEST_DATABASE
 echo "== bindings"
 ./scripts/test-bindings.sh
+echo "== Open311 clients (schemathesis, georeport) against a live server"
+./scripts/test-open311-clients.sh
 echo "rust: $(cat target/cargo-test.log target/cargo-test-postgres.log | grep -E '^test result' | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')"

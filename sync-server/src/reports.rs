@@ -35,7 +35,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// One service in one ward.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub service_code: String,
     pub service_name: Option<String>,
@@ -54,7 +54,7 @@ pub struct Group {
     pub median_days_to_resolve: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub from: String,
     pub to: String,

@@ -6,7 +6,11 @@ pub(crate) mod dates;
 pub(crate) mod form;
 mod post;
 mod requests;
+mod routes;
+mod schema;
 mod view;
+
+pub use routes::{router, ApiDoc};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +18,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use curbside_core::{Attribute, Service, ServiceDefinition};
 use serde_json::{json, Value};
 
@@ -40,27 +42,6 @@ impl Format {
 }
 
 type Params = Query<HashMap<String, String>>;
-
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/discovery.json", get(|s| discovery(s, Format::Json)))
-        .route("/discovery.xml", get(|s| discovery(s, Format::Xml)))
-        .route("/services.json", get(|s, q| services(s, q, Format::Json)))
-        .route("/services.xml", get(|s, q| services(s, q, Format::Xml)))
-        .route("/services/{file}", get(definition))
-        .route(
-            "/requests.json",
-            get(|s, q| requests::get_requests(s, q, Format::Json))
-                .post(|s, h, b| post::post_requests(s, h, b, Format::Json)),
-        )
-        .route(
-            "/requests.xml",
-            get(|s, q| requests::get_requests(s, q, Format::Xml))
-                .post(|s, h, b| post::post_requests(s, h, b, Format::Xml)),
-        )
-        .route("/requests/{file}", get(requests::get_request))
-        .route("/tokens/{file}", get(requests::get_token))
-}
 
 /// Longest label of an API key.
 const MAX_LABEL: usize = 200;
