@@ -90,9 +90,14 @@ fn cell_key(band: i64, col: i64) -> String {
 
 /// Every cell that may hold a request within [`NEAR_M`] of (lat, lon).
 pub fn cells_near(lat: f64, lon: f64) -> Vec<String> {
+    cells_within(lat, lon, NEAR_M)
+}
+
+/// Every cell that may hold a request within `metres` of (lat, lon).
+pub fn cells_within(lat: f64, lon: f64, metres: f64) -> Vec<String> {
     // Rounded generously: a degree of latitude is ~111 km; longitude shrinks toward the pole.
-    let dlat = NEAR_M / 110_000.0;
-    let dlon = NEAR_M / (110_000.0 * (lat.abs() + dlat).min(89.0).to_radians().cos());
+    let dlat = metres / 110_000.0;
+    let dlon = metres / (110_000.0 * (lat.abs() + dlat).min(89.0).to_radians().cos());
     let mut out = Vec::new();
     for band in band_of(lat - dlat)..=band_of(lat + dlat) {
         for col in lat_col(band, lon - dlon)..=lat_col(band, lon + dlon) {

@@ -32,10 +32,18 @@ pub fn on_receipt(tx: &mut dyn Tx, new: &[RequestId], now_ms: i64) -> R<()> {
     let params = NearbyParams::default();
     let mut found = Vec::new();
     for subject in tx.duplicate_subjects(new)? {
-        let cells = scope::cells_near(subject.lat, subject.lon);
+        // The rule reaches no further than its cap: a box that holds that circle, in the few
+        // cells it touches.
+        let reach = params.cap_m * 1.05;
+        let dlat = reach / 110_000.0;
+        let dlon = reach / (110_000.0 * subject.lat.to_radians().cos().max(0.01));
         let around = tx.duplicate_candidates(
-            &cells,
+            &scope::cells_within(subject.lat, subject.lon, reach),
             &subject.service_code,
+            (
+                (subject.lat - dlat, subject.lat + dlat),
+                (subject.lon - dlon, subject.lon + dlon),
+            ),
             now_ms.saturating_sub(params.max_age_ms),
             &subject.id,
             CANDIDATES,

@@ -20,6 +20,9 @@ use crate::ServerError;
 
 pub type R<T> = Result<T, ServerError>;
 
+/// A box of latitudes and longitudes: `((lat0, lat1), (lon0, lon1))`.
+pub type Bbox = ((f64, f64), (f64, f64));
+
 /// A change's arrival here: its number in the arrival order (cursors count these) and its
 /// request.
 pub type Arrival = (u64, RequestId);
@@ -176,12 +179,14 @@ pub trait Tx {
     fn open_near(&mut self, cells: &[String], not_by: &str, limit: usize) -> R<Vec<RequestId>>;
     /// The located requests among `ids`, as the duplicate rule reads them.
     fn duplicate_subjects(&mut self, ids: &[RequestId]) -> R<Vec<Candidate>>;
-    /// Public, open requests of `service_code` filed in any of `cells`, received since
-    /// `since_ms`, other than `not`, at most `limit`.
+    /// Public, open requests of `service_code` filed in any of `cells` within the box
+    /// `((lat0, lat1), (lon0, lon1))`, received since `since_ms`, other than `not`, at most
+    /// `limit`.
     fn duplicate_candidates(
         &mut self,
         cells: &[String],
         service_code: &str,
+        within: Bbox,
         since_ms: i64,
         not: &RequestId,
         limit: usize,

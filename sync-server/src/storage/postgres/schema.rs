@@ -108,6 +108,11 @@ ALTER TABLE requests ADD COLUMN resolve_due BIGINT;
 ALTER TABLE requests ADD COLUMN acknowledged_at BIGINT;
 ALTER TABLE requests ADD COLUMN closed_at BIGINT;
 UPDATE requests SET closed_at = updated_at WHERE status IN ('completed', 'cancelled');
+-- The duplicate check on receipt: one service's requests in a cell, by latitude; it serves
+-- what the cell's own index did (the backfill), and the creator's index is a prefix of
+-- (created_by, created_at): every new request wrote both for nothing.
+CREATE INDEX requests_by_cell_service ON requests (cell, service_code, lat);
+DROP INDEX requests_by_cell;
 CREATE TABLE likely_duplicates (
     request_id TEXT NOT NULL,
     other_id   TEXT NOT NULL,

@@ -16,7 +16,9 @@ use crate::storage::duplicates::Candidate;
 use crate::storage::open311::{
     self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
 };
-use crate::storage::tx::{Arrival, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::tx::{
+    Arrival, Bbox, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R,
+};
 use crate::ServerError;
 
 /// What a connection keeps between transactions: its prepared statements, by their text, and
@@ -820,15 +822,17 @@ impl Tx for PgTx<'_, '_> {
         &mut self,
         cells: &[String],
         service_code: &str,
+        ((lat0, lat1), (lon0, lon1)): Bbox,
         since_ms: i64,
         not: &RequestId,
         limit: usize,
     ) -> R<Vec<Candidate>> {
         let rows = self.query(
             "SELECT request_id, service_code, lat, lon, accuracy, created_at FROM requests
-             WHERE cell = ANY($1) AND service_code = $2 AND public
+             WHERE cell = ANY($1) AND service_code = $2 AND lat BETWEEN $6 AND $7
+               AND lon BETWEEN $8 AND $9 AND public
                AND status NOT IN ('completed', 'cancelled') AND created_at >= $3
-               AND request_id <> $4 AND lat IS NOT NULL
+               AND request_id <> $4
              LIMIT $5",
             &[
                 &cells,
@@ -836,6 +840,10 @@ impl Tx for PgTx<'_, '_> {
                 &since_ms,
                 &not.to_string(),
                 &(limit as i64),
+                &lat0,
+                &lat1,
+                &lon0,
+                &lon1,
             ],
         )?;
         rows.iter().map(candidate).collect()

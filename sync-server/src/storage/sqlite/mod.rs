@@ -65,8 +65,12 @@ impl SqliteStorage {
         let path = dir.join("curbside-server.sqlite");
         let startup = |e: rusqlite::Error| ServerError::Startup(format!("{}: {e}", path.display()));
         let mut conn = Connection::open(&path).map_err(startup)?;
+        // The writer: each caller's write in a group commit has a savepoint, whose journal is
+        // kept in memory (not a temporary file written page by page); and a cache for the
+        // index pages every new request touches.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
         )
         .map_err(startup)?;
         let version: u32 = conn
@@ -105,6 +109,8 @@ impl SqliteStorage {
             pseudonym_key
         };
         sql::keep_statements_prepared(&conn).map_err(startup)?;
+        // Pushes, posts, filing and compaction: more statements than a device's store runs.
+        conn.set_prepared_statement_cache_capacity(256);
         Ok(SqliteStorage {
             writer: Writer::start(conn, &path)
                 .map_err(|e| ServerError::Startup(format!("{}: {e}", path.display())))?,

@@ -15,7 +15,9 @@ use crate::storage::duplicates::Candidate;
 use crate::storage::open311::{
     self, FoundRequest, Param, Post, PriorPost, RequestQuery, StandardTimes,
 };
-use crate::storage::tx::{Arrival, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R};
+use crate::storage::tx::{
+    Arrival, Bbox, Dues, Feed, Known, PhotoEdit, PullContext, ScopeColumns, Tx, R,
+};
 
 /// The columns [`candidate`] reads.
 const CANDIDATE_COLUMNS: &str = "request_id, service_code, lat, lon, accuracy, created_at";
@@ -77,9 +79,9 @@ impl SqliteTx<'_> {
 
     /// Marks the requests of `arrivals` as updated now (Open311's `updated_datetime`).
     fn touch(&self, arrivals: &[Arrival], now_ms: i64) -> R<()> {
-        let mut update = self
-            .0
-            .prepare_cached("UPDATE requests SET updated_at = ?2 WHERE request_id = ?1")?;
+        let mut update = self.0.prepare_cached(
+            "UPDATE requests SET updated_at = ?2 WHERE request_id = ?1 AND updated_at IS NOT ?2",
+        )?;
         let mut done: Vec<&RequestId> = Vec::new();
         for (_, id) in arrivals {
             if !done.contains(&id) {
@@ -186,8 +188,13 @@ impl Tx for SqliteTx<'_> {
 
     fn record_own(&mut self, values: &[(RequestId, FieldValue)], now_ms: i64) -> R<Vec<Arrival>> {
         let before = log::last_seq(self.0)?;
-        for (id, value) in values {
-            log::record(self.0, *id, vec![value.clone()], now_ms, log::Outbox::None)?;
+        // One record of each request's run of values: its numbers and clock read once.
+        let mut rest = values;
+        while let Some((id, _)) = rest.first() {
+            let n = rest.iter().take_while(|(of, _)| of == id).count();
+            let run = rest[..n].iter().map(|(_, v)| v.clone()).collect();
+            log::record(self.0, *id, run, now_ms, log::Outbox::None)?;
+            rest = &rest[n..];
         }
         let arrivals = self.since(before)?;
         self.touch(&arrivals, now_ms)?;
@@ -278,9 +285,31 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn file(&mut self, entries: &[(String, u64)], now_ms: i64) -> R<()> {
-        let mut insert = self.0.prepare_cached(super::schema::FILE)?;
+        // A change is filed under a few keys in a row: its key in the log is found once.
+        let mut find = self
+            .0
+            .prepare_cached("SELECT request, replica, counter FROM sync_changes WHERE seq = ?1")?;
+        let mut insert = self.0.prepare_cached(
+            "INSERT OR IGNORE INTO feed (key, seq, request, replica, counter)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        // The last arrival looked up, and its change's key (none: compacted away).
+        type Key = Option<(i64, i64, i64)>;
+        let mut last: Option<(u64, Key)> = None;
         for (key, seq) in entries {
-            insert.execute(params![key, *seq as i64])?;
+            let change = match last {
+                Some((s, change)) if s == *seq => change,
+                _ => {
+                    let change = find
+                        .query_row([*seq as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()?;
+                    last = Some((*seq, change));
+                    change
+                }
+            };
+            if let Some((request, replica, counter)) = change {
+                insert.execute(params![key, *seq as i64, request, replica, counter])?;
+            }
         }
         self.0
             .prepare_cached(
@@ -421,15 +450,17 @@ impl Tx for SqliteTx<'_> {
         &mut self,
         cells: &[String],
         service_code: &str,
+        ((lat0, lat1), (lon0, lon1)): Bbox,
         since_ms: i64,
         not: &RequestId,
         limit: usize,
     ) -> R<Vec<Candidate>> {
         let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {CANDIDATE_COLUMNS} FROM requests
-             WHERE cell = ?1 AND service_code = ?2 AND public
+             WHERE cell = ?1 AND service_code = ?2 AND lat BETWEEN ?6 AND ?7
+               AND lon BETWEEN ?8 AND ?9 AND public
                AND status NOT IN ('completed', 'cancelled') AND created_at >= ?3
-               AND request_id <> ?4 AND lat IS NOT NULL
+               AND request_id <> ?4
              LIMIT ?5"
         ))?;
         let mut out = Vec::new();
@@ -439,7 +470,17 @@ impl Tx for SqliteTx<'_> {
                 break;
             }
             let rows = stmt.query_map(
-                params![cell, service_code, since_ms, not.to_string(), left as i64],
+                params![
+                    cell,
+                    service_code,
+                    since_ms,
+                    not.to_string(),
+                    left as i64,
+                    lat0,
+                    lat1,
+                    lon0,
+                    lon1
+                ],
                 candidate,
             )?;
             for row in rows {
