@@ -42,6 +42,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// The catalogue's service standards, by service code.
     pub standards: Arc<storage::Standards>,
+    /// Requests' public sides as Open311 last showed them ([`open311::Cache`]).
+    pub open311_cache: open311::Cache,
     /// Open311 `jurisdiction_id` this server answers for (e.g. `toronto.ca`).
     pub jurisdiction: String,
     pub storage: Arc<dyn Storage>,
@@ -92,6 +94,7 @@ impl AppState {
         let catalog = storage.catalog()?;
         Ok(AppState {
             standards: Arc::new(storage::standards(&catalog)),
+            open311_cache: open311::Cache::default(),
             catalog,
             limits: limits::Limits::new(&config.limits, metrics.rate_limited.clone()),
             decodes: limits::Turns::new(

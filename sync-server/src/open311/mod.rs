@@ -11,6 +11,7 @@ mod schema;
 mod view;
 
 pub use routes::{router, ApiDoc};
+pub use view::Cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -292,31 +293,42 @@ struct Xml {
 
 impl Xml {
     fn new(root: &'static str) -> Xml {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+        let mut out = String::with_capacity(64 << 10);
+        out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         out.push_str(&format!("<{root}>"));
         Xml { out, root }
     }
 
     fn open(&mut self, tag: &str) {
-        self.out.push_str(&format!("<{tag}>"));
+        self.out.push('<');
+        self.out.push_str(tag);
+        self.out.push('>');
     }
 
     fn close(&mut self, tag: &str) {
-        self.out.push_str(&format!("</{tag}>"));
+        self.out.push_str("</");
+        self.out.push_str(tag);
+        self.out.push('>');
     }
 
     fn leaf(&mut self, tag: &str, text: &str) {
         self.open(tag);
-        for c in text.chars() {
-            match c {
-                '&' => self.out.push_str("&amp;"),
-                '<' => self.out.push_str("&lt;"),
-                '>' => self.out.push_str("&gt;"),
-                '"' => self.out.push_str("&quot;"),
-                '\'' => self.out.push_str("&apos;"),
-                // Characters XML 1.0 cannot carry at all.
-                c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-                c => self.out.push(c),
+        // Most text needs no escaping: copied whole, else character by character.
+        let plain = |b: u8| b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'');
+        if text.bytes().all(plain) {
+            self.out.push_str(text);
+        } else {
+            for c in text.chars() {
+                match c {
+                    '&' => self.out.push_str("&amp;"),
+                    '<' => self.out.push_str("&lt;"),
+                    '>' => self.out.push_str("&gt;"),
+                    '"' => self.out.push_str("&quot;"),
+                    '\'' => self.out.push_str("&apos;"),
+                    // Characters XML 1.0 cannot carry at all.
+                    c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+                    c => self.out.push(c),
+                }
             }
         }
         self.close(tag);
@@ -337,7 +349,11 @@ impl Xml {
             V::Text(s) => self.leaf(tag, s),
             V::Num(x) => self.leaf(tag, &x.to_string()),
             V::Bool(b) => self.leaf(tag, if *b { "true" } else { "false" }),
-            V::Null => self.out.push_str(&format!("<{tag}/>")),
+            V::Null => {
+                self.out.push('<');
+                self.out.push_str(tag);
+                self.out.push_str("/>");
+            }
             V::Obj(fields) => self.record(tag, fields),
             V::List(item, items) => {
                 self.open(tag);

@@ -17,8 +17,9 @@ use crate::{blocking, AppState, ServerError};
 const SPAN_MS: i64 = 90 * 86_400_000;
 const PAGE_SIZE: u64 = 50;
 const MAX_PAGE_SIZE: u64 = 1_000;
-/// How deep paging may go: past it, narrow the dates.
-const MAX_OFFSET: u64 = 100_000;
+/// How deep paging may go: past it, narrow the dates. A page's cost grows with its depth (the
+/// index is walked to it), so the depth is bounded like everything else a request asks for.
+const MAX_OFFSET: u64 = 10_000;
 /// Public numbers or services one query may name.
 const MAX_LISTED: usize = 1_000;
 const DEFAULT_RADIUS_M: f64 = 500.0;
@@ -200,11 +201,25 @@ async fn found(
     extensions: bool,
 ) -> Result<Vec<Rec>, ServerError> {
     blocking(state, move |s| {
-        let found = s.storage.find_requests(&q)?;
+        let cache = &s.open311_cache;
+        let found = s
+            .storage
+            .find_requests(&q, &|id, updated| cache.get(id, updated).is_some())?;
         let now_ms = s.clock.now_ms();
         Ok(found
             .into_iter()
-            .map(|f| view::request(f, &s.catalog, extensions, now_ms, &s.public_url))
+            .map(|mut f| {
+                let public = match cache.get(&f.request_id, f.updated_at_ms) {
+                    Some(p) if f.changes.is_empty() => p,
+                    _ => {
+                        let changes = std::mem::take(&mut f.changes);
+                        let p = Arc::new(view::public(f.request_id, changes));
+                        cache.put(f.request_id, f.updated_at_ms, p.clone());
+                        p
+                    }
+                };
+                view::request(&f, &public, &s.catalog, extensions, now_ms, &s.public_url)
+            })
             .collect())
     })
     .await

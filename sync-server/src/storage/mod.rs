@@ -299,6 +299,7 @@ pub trait Storage: Send + Sync {
     fn find_requests(
         &self,
         query: &open311::RequestQuery,
+        known: &open311::Known<'_>,
     ) -> Result<Vec<open311::FoundRequest>, ServerError>;
 
     /// Drops overwritten values and removals stamped before `horizon` that also arrived here

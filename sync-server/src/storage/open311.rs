@@ -312,11 +312,25 @@ pub fn query_sql(q: &RequestQuery, mark: impl Fn(usize) -> String) -> (String, V
 /// Metres in a degree of latitude (mean).
 const M_PER_DEG_LAT: f64 = 111_195.0;
 
-/// The requests `q` finds, each with its changes: the index query, then one load of the page.
-pub fn find(tx: &mut dyn Tx, q: &RequestQuery) -> R<Vec<FoundRequest>> {
+/// Whether the caller holds a request's public side as it was at an update time: its changes
+/// are not loaded again.
+pub type Known<'a> = dyn Fn(&RequestId, i64) -> bool + Sync + 'a;
+
+/// The requests `q` finds, each with its changes (none for those `known`): the index query,
+/// then one load of the page.
+pub fn find(tx: &mut dyn Tx, q: &RequestQuery, known: &Known<'_>) -> R<Vec<FoundRequest>> {
     let mut rows = tx.find_requests(q)?;
     let ids: Vec<RequestId> = rows.iter().map(|r| r.request_id).collect();
-    let mut changes = tx.load(&ids, None)?;
+    let unknown: Vec<RequestId> = rows
+        .iter()
+        .filter(|r| !known(&r.request_id, r.updated_at_ms))
+        .map(|r| r.request_id)
+        .collect();
+    let mut changes = if unknown.is_empty() {
+        Default::default()
+    } else {
+        tx.load(&unknown, None)?
+    };
     for r in &mut rows {
         r.changes = changes.remove(&r.request_id).unwrap_or_default();
     }

@@ -546,8 +546,12 @@ impl Storage for PgStorage {
             .collect())
     }
 
-    fn find_requests(&self, query: &RequestQuery) -> Result<Vec<FoundRequest>, ServerError> {
-        self.readers.snapshot(|tx| open311::find(tx, query))
+    fn find_requests(
+        &self,
+        query: &RequestQuery,
+        known: &open311::Known<'_>,
+    ) -> Result<Vec<FoundRequest>, ServerError> {
+        self.readers.snapshot(|tx| open311::find(tx, query, known))
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {

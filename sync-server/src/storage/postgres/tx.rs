@@ -249,14 +249,18 @@ macro_rules! logged_changes {
 }
 
 /// The `counted` step: what `logged` inserted, added to its requests' counts of changes.
-/// It also marks them updated at `$now` (Open311's `updated_datetime`).
+/// It also marks them updated at `$now` (Open311's `updated_datetime`), always later than
+/// before, if only by a millisecond: a cached public side is kept by that time.
 macro_rules! counted {
     ($now:literal) => {
         concat!(
             "counted AS (
-             UPDATE requests r SET changes = r.changes + l.n, updated_at = ",
+             UPDATE requests r SET changes = r.changes + l.n,
+                 updated_at = CASE WHEN r.updated_at IS NULL OR r.updated_at < ",
             $now,
-            "::int8
+            "::int8 THEN ",
+            $now,
+            "::int8 ELSE r.updated_at + 1 END
              FROM (SELECT request_id, count(*) AS n FROM logged GROUP BY request_id) l
              WHERE r.request_id = l.request_id)"
         )
@@ -406,9 +410,9 @@ impl Tx for PgTx<'_, '_> {
         let only: Vec<RequestId> = ids.iter().map(|(id, _)| *id).collect();
         let rows = self.write(
             "INSERT INTO requests
-                 (request_id, service_request_id, created_by, created_at, updated_at,
+                 (request_id, service_request_id, created_by, created_at,
                   acknowledge_due, resolve_due)
-             SELECT t.id, nextval('request_numbers'), $2, $3, $3, t.ack, t.res
+             SELECT t.id, nextval('request_numbers'), $2, $3, t.ack, t.res
              FROM unnest($1::text[], $4::int8[], $5::int8[]) WITH ORDINALITY
                   AS t(id, ack, res, n) ORDER BY t.n
              RETURNING request_id, service_request_id",

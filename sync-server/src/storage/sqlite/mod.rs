@@ -478,8 +478,12 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn find_requests(&self, query: &RequestQuery) -> Result<Vec<FoundRequest>, ServerError> {
-        self.read(|tx| open311::find(&mut SqliteTx(tx), query))
+    fn find_requests(
+        &self,
+        query: &RequestQuery,
+        known: &open311::Known<'_>,
+    ) -> Result<Vec<FoundRequest>, ServerError> {
+        self.read(|tx| open311::find(&mut SqliteTx(tx), query, known))
     }
 
     fn compact(&self, horizon: Hlc, arrived_by_ms: i64) -> Result<usize, ServerError> {

@@ -77,10 +77,14 @@ impl SqliteTx<'_> {
         Ok(log::arrivals_after(self.0, before)?)
     }
 
-    /// Marks the requests of `arrivals` as updated now (Open311's `updated_datetime`).
+    /// Marks the requests of `arrivals` as updated now (Open311's `updated_datetime`): always
+    /// later than before, if only by a millisecond, so what a change moved is never taken for
+    /// what was cached before it. A new request gets its first time here.
     fn touch(&self, arrivals: &[Arrival], now_ms: i64) -> R<()> {
         let mut update = self.0.prepare_cached(
-            "UPDATE requests SET updated_at = ?2 WHERE request_id = ?1 AND updated_at IS NOT ?2",
+            "UPDATE requests SET updated_at = CASE WHEN updated_at IS NULL OR updated_at < ?2
+                                                   THEN ?2 ELSE updated_at + 1 END
+             WHERE request_id = ?1",
         )?;
         let mut done: Vec<&RequestId> = Vec::new();
         for (_, id) in arrivals {
@@ -166,9 +170,9 @@ impl Tx for SqliteTx<'_> {
         )?;
         let mut insert = self.0.prepare_cached(
             "INSERT INTO requests
-                 (request_id, service_request_id, created_by, created_at, updated_at,
+                 (request_id, service_request_id, created_by, created_at,
                   acknowledge_due, resolve_due)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for (k, (id, dues)) in ids.iter().enumerate() {
