@@ -130,13 +130,16 @@ pub fn post(tx: &mut dyn Tx, wards: &Jurisdiction, p: &Post) -> R<Posted> {
         p.now_ms,
     )?;
     super::duplicates::on_receipt(tx, &[p.request_id], p.now_ms)?;
-    let keys = scope::filed_under(&RequestScope {
+    let creator_key = format!("c:{creator}");
+    let mut keys = scope::filed_under(&RequestScope {
         created_by: creator,
         ward,
         lat: located.map(|l| l.0),
         lon: located.map(|l| l.1),
         public: true,
     });
+    // No device pulls an API key's requests: they reach staff by ward, neighbours by cell.
+    keys.retain(|k| *k != creator_key);
     let entries: Vec<(String, u64)> = arrivals
         .iter()
         .flat_map(|(seq, _)| keys.iter().map(move |k| (k.clone(), *seq)))

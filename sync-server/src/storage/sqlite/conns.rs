@@ -65,6 +65,9 @@ fn checkpointer(path: &Path) -> Result<SyncSender<()>, String> {
             while woken.recv().is_ok() {
                 // A busy database only means the next commit's nudge tries again.
                 let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                // At most every 50 ms, however often commits come: each checkpoint syncs the
+                // database file, and the nudges meanwhile fold into one.
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         })
         .map_err(|e| e.to_string())?;
