@@ -33,7 +33,10 @@ impl Server {
 
     /// The server's SQLite file, for checking what it holds.
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.data.join("curbside-server.sqlite")).unwrap()
+        let conn = rusqlite::Connection::open(self.data.join("curbside-server.sqlite")).unwrap();
+        // The server's writer and checkpointer share the file: wait for them, do not fail.
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
     }
 }
 
