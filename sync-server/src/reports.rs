@@ -73,6 +73,8 @@ struct Tally {
     res_late: u64,
     ack_hours: Vec<f64>,
     res_days: Vec<f64>,
+    overdue_ack: u64,
+    overdue_res: u64,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -121,6 +123,11 @@ pub fn tally(
             t.ack_hours
                 .push((at - r.created_at_ms).max(0) as f64 / 3_600_000.0);
         }
+        let overdue = |due: Option<i64>, done: Option<i64>| {
+            u64::from(done.is_none() && due.is_some_and(|d| now_ms > d))
+        };
+        t.overdue_ack += overdue(times.acknowledge_due_ms, times.acknowledged_at_ms);
+        t.overdue_res += overdue(times.resolve_due_ms, times.closed_at_ms);
         match met(times.acknowledge_due_ms, times.acknowledged_at_ms, now_ms) {
             Some(true) => t.ack_on_time += 1,
             Some(false) => t.ack_late += 1,
@@ -140,40 +147,21 @@ pub fn tally(
     }
     groups
         .into_iter()
-        .map(|((service_code, ward), t)| {
-            let overdue = |due: Option<i64>, done: Option<i64>| {
-                done.is_none() && due.is_some_and(|d| now_ms > d)
-            };
-            let (overdue_ack, overdue_res) = rows
-                .iter()
-                .filter(|r| {
-                    r.service_code.as_deref().unwrap_or_default() == service_code && r.ward == ward
-                })
-                .fold((0, 0), |(a, b), r| {
-                    (
-                        a + u64::from(overdue(
-                            r.times.acknowledge_due_ms,
-                            r.times.acknowledged_at_ms,
-                        )),
-                        b + u64::from(overdue(r.times.resolve_due_ms, r.times.closed_at_ms)),
-                    )
-                });
-            Group {
-                service_name: name(&service_code),
-                service_code,
-                ward,
-                requests: t.requests,
-                acknowledged: t.acknowledged,
-                acknowledged_within_standard: t.ack_on_time,
-                acknowledged_within_standard_pct: pct(t.ack_on_time, t.ack_late),
-                overdue_acknowledgement: overdue_ack,
-                resolved: t.resolved,
-                resolved_within_standard: t.res_on_time,
-                resolved_within_standard_pct: pct(t.res_on_time, t.res_late),
-                overdue_resolution: overdue_res,
-                median_hours_to_acknowledge: median(t.ack_hours).map(|h| (h * 10.0).round() / 10.0),
-                median_days_to_resolve: median(t.res_days).map(|d| (d * 100.0).round() / 100.0),
-            }
+        .map(|((service_code, ward), t)| Group {
+            service_name: name(&service_code),
+            service_code,
+            ward,
+            requests: t.requests,
+            acknowledged: t.acknowledged,
+            acknowledged_within_standard: t.ack_on_time,
+            acknowledged_within_standard_pct: pct(t.ack_on_time, t.ack_late),
+            overdue_acknowledgement: t.overdue_ack,
+            resolved: t.resolved,
+            resolved_within_standard: t.res_on_time,
+            resolved_within_standard_pct: pct(t.res_on_time, t.res_late),
+            overdue_resolution: t.overdue_res,
+            median_hours_to_acknowledge: median(t.ack_hours).map(|h| (h * 10.0).round() / 10.0),
+            median_days_to_resolve: median(t.res_days).map(|d| (d * 100.0).round() / 100.0),
         })
         .collect()
 }
@@ -181,7 +169,7 @@ pub fn tally(
 /// A CSV field: quoted when it must be, formulas defused (a spreadsheet must not run a
 /// service name).
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()
@@ -365,5 +353,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("\t=1"), "'\t=1");
     }
 }

@@ -183,6 +183,14 @@ async fn a_posted_request_is_found_in_json_and_xml_without_its_reporter() {
     // An empty parameter is an absent one.
     let all = get(&state, "/requests.json?status=&service_code=&start_date=").await;
     assert_eq!(all.json().as_array().unwrap().len(), 1, "{}", all.body);
+    // A service without questions (no definition) takes a request too.
+    let bin = post(
+        &state,
+        "/requests.json",
+        &format!("api_key={key}&service_code=SWLMALB-02&lat=43.6534&long=-79.3841"),
+    )
+    .await;
+    assert_eq!(bin.status, StatusCode::OK, "{}", bin.body);
     // A posted XML answer.
     let posted = post(&state, "/requests.xml", &streetlight(&key)).await;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
@@ -446,15 +454,30 @@ async fn get_requests_checks_its_parameters_and_pages() {
     )
     .await);
     assert_eq!(near.len(), 2, "{near:?}");
-    // Updated after a time: all of them; before the first: none.
-    let since = ids(&get(&state, "/requests.json?updated_after=2020-01-01T00:00:00Z").await);
+    // Updated since yesterday: all of them; updated before a day ago: none. Asked by update
+    // alone, the 90 days are of updates; further back is refused.
+    let day = |offset: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(offset))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .replace(':', "%3A")
+            .replace('+', "%2B")
+    };
+    let since = ids(&get(&state, &format!("/requests.json?updated_after={}", day(-1))).await);
     assert_eq!(since.len(), 7);
     let before = ids(&get(
         &state,
-        "/requests.json?updated_before=2020-01-01T00:00:00-05:00",
+        &format!("/requests.json?updated_before={}", day(-1)),
     )
     .await);
     assert!(before.is_empty());
+    let long_ago = get(&state, "/requests.json?updated_after=2020-01-01T00:00:00Z").await;
+    assert_eq!(
+        long_ago.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        long_ago.body
+    );
     // SQL in a parameter finds nothing and breaks nothing.
     let sql = get(&state, "/requests.json?service_code=%27%20OR%201%3D1--").await;
     assert_eq!((sql.status, sql.body.as_str()), (StatusCode::OK, "[]"));

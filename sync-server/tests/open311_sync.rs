@@ -321,6 +321,14 @@ fn open311_and_sync_are_one_set_of_requests() {
     assert_eq!(r["status"], "closed");
     assert_eq!(r["extended_attributes"]["detailed_status"], "cancelled");
     assert_eq!(r["extended_attributes"]["duplicate_of"], number.as_str());
+    // Asked again (its public side kept by then), the parent is still named.
+    let r2 = &get_json(
+        addr,
+        &format!("/requests/{again_number}.json?extensions=true"),
+    )[0];
+    assert_eq!(r2["extended_attributes"]["duplicate_of"], number.as_str());
+    let plain = &get_json(addr, &format!("/requests/{again_number}.json"))[0];
+    assert_eq!(plain["status"], "closed");
     assert!(r["status_notes"].as_str().unwrap().contains(&number), "{r}");
     sync(&neighbour);
     let theirs = neighbour.draft(&again).unwrap();

@@ -105,7 +105,7 @@ pub fn toronto_offset(at: OffsetDateTime) -> UtcOffset {
 /// `ms` (since 1970, UTC) as Toronto's local date and time, with its offset.
 pub fn local(ms: i64) -> Option<OffsetDateTime> {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    Some(at.to_offset(toronto_offset(at)))
+    at.checked_to_offset(toronto_offset(at))
 }
 
 /// The instant of a local date and time in Toronto, in ms since 1970.

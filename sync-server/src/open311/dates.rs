@@ -29,6 +29,11 @@ pub fn parse(name: &str, value: &str) -> Result<i64, String> {
                 "{name}: not a date and time with a zone (ISO 8601, e.g. 2026-12-01T00:00:00-05:00)"
             )
         })?;
+    // Requests are from this era: a year outside it is a mistake, and far ones have no local
+    // time to show.
+    if !(1970..=9999).contains(&at.year()) {
+        return Err(format!("{name}: a date from 1970 to 9999"));
+    }
     Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -78,6 +83,8 @@ mod tests {
             "yesterday",
             "",
             "2026-13-01T00:00:00Z",
+            "-009999-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
         ] {
             let e = parse("start_date", bad).unwrap_err();
             assert!(e.starts_with("start_date:"), "{bad}: {e}");

@@ -194,6 +194,10 @@ async fn discovery(State(state): State<Arc<AppState>>, format: Format) -> Respon
                 "contact",
                 &format!("Open311 endpoint for {}", state.jurisdiction),
             );
+            x.leaf(
+                "key_service",
+                &format!("Ask the operator of {} for an api_key", state.jurisdiction),
+            );
             x.open("endpoints");
             x.open("endpoint");
             x.leaf("specification", "http://wiki.open311.org/GeoReport_v2");
@@ -257,6 +261,22 @@ fn service_xml(x: &mut Xml, s: &Service) {
     x.leaf("type", s.kind.as_str());
     x.leaf("keywords", s.keywords.as_deref().unwrap_or(""));
     x.leaf("group", s.group.as_deref().unwrap_or(""));
+    let st = &s.standard;
+    x.open("service_standard");
+    x.leaf(
+        "around_the_clock",
+        if st.around_the_clock { "true" } else { "false" },
+    );
+    x.leaf(
+        "acknowledge_business_days",
+        &st.acknowledge_business_days.to_string(),
+    );
+    x.leaf("acknowledge_hours", &st.acknowledge_hours.to_string());
+    match st.resolve_business_days {
+        Some(days) => x.leaf("resolve_business_days", &days.to_string()),
+        None => x.out.push_str("<resolve_business_days/>"),
+    }
+    x.close("service_standard");
     x.close("service");
 }
 

@@ -304,7 +304,13 @@ fn checked(state: &AppState, form: &Form) -> Result<(Vec<FieldValue>, ServiceTyp
         history: Vec::new(),
     };
     let location_given = lat.is_some() || lon.is_some();
-    for p in validate(&draft, state.catalog.definition(code)) {
+    // A service without questions has an empty definition, not none (which means withdrawn).
+    let empty = curbside_core::ServiceDefinition {
+        service_code: code.to_string(),
+        attributes: Vec::new(),
+    };
+    let definition = state.catalog.definition(code).unwrap_or(&empty);
+    for p in validate(&draft, Some(definition)) {
         // A bad coordinate is said once, at the parameter that was given.
         if p.field == "location" && location_given && draft.location.is_none() {
             continue;

@@ -2,10 +2,12 @@
 //! index (by number, service, time, status, update, place), paged, each merged from its
 //! changes. Parameters are checked before any lookup; an empty one counts as absent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use curbside_core::vocab::RequestId;
 
 use super::form::Form;
 use super::view::{self, Rec, V};
@@ -92,17 +94,39 @@ pub fn query(form: &Form, now_ms: i64) -> Result<(RequestQuery, bool), ServerErr
         .collect();
     let start = date(form, "start_date", &mut problems);
     let end = date(form, "end_date", &mut problems);
-    let (from_ms, to_ms) = match (start, end) {
-        (Some(s), Some(e)) => (s, e),
-        (Some(s), None) => (s, s.saturating_add(SPAN_MS).min(now_ms.max(s))),
-        (None, Some(e)) => (e.saturating_sub(SPAN_MS), e),
-        (None, None) => (now_ms - SPAN_MS, now_ms),
+    let updated_after_ms = date(form, "updated_after", &mut problems);
+    let updated_before_ms = date(form, "updated_before", &mut problems);
+    // Asked by update alone (a client polling for what changed), the 90 days are of updates:
+    // a request received long ago and closed today is found.
+    let by_update = start.is_none()
+        && end.is_none()
+        && (updated_after_ms.is_some() || updated_before_ms.is_some());
+    let (from_ms, to_ms) = if by_update {
+        match (updated_after_ms, updated_before_ms) {
+            (Some(a), Some(b)) => (a, b),
+            (Some(a), None) => (a, now_ms.max(a)),
+            (None, Some(b)) => (b.saturating_sub(SPAN_MS), b),
+            (None, None) => (now_ms - SPAN_MS, now_ms),
+        }
+    } else {
+        match (start, end) {
+            (Some(s), Some(e)) => (s, e),
+            (Some(s), None) => (s, s.saturating_add(SPAN_MS).min(now_ms.max(s))),
+            (None, Some(e)) => (e.saturating_sub(SPAN_MS), e),
+            (None, None) => (now_ms - SPAN_MS, now_ms),
+        }
+    };
+    let (first, second) = if by_update {
+        ("updated_after", "updated_before")
+    } else {
+        ("start_date", "end_date")
     };
     if to_ms < from_ms {
-        problems.push("end_date: before start_date".into());
+        problems.push(format!("{second}: before {first}"));
     } else if to_ms - from_ms > SPAN_MS {
-        problems
-            .push("start_date/end_date: at most 90 days apart (page through shorter spans)".into());
+        problems.push(format!(
+            "{first}/{second}: at most 90 days apart (page through shorter spans)"
+        ));
     }
     let open = match form.get("status") {
         None => None,
@@ -134,8 +158,6 @@ pub fn query(form: &Form, now_ms: i64) -> Result<(RequestQuery, bool), ServerErr
             "page: at most {MAX_OFFSET} requests deep; narrow start_date/end_date"
         ));
     }
-    let updated_after_ms = date(form, "updated_after", &mut problems);
-    let updated_before_ms = date(form, "updated_before", &mut problems);
     let lat = real(form, "lat", (-90.0, 90.0), &mut problems);
     let lon = real(form, "long", (-180.0, 180.0), &mut problems);
     let radius = real(form, "radius", (1.0, MAX_RADIUS_M), &mut problems);
@@ -188,6 +210,7 @@ pub fn query(form: &Form, now_ms: i64) -> Result<(RequestQuery, bool), ServerErr
             open,
             updated_after_ms,
             updated_before_ms,
+            by_update,
             near,
             extensions,
         },
@@ -202,14 +225,31 @@ async fn found(
 ) -> Result<Vec<Rec>, ServerError> {
     blocking(state, move |s| {
         let cache = &s.open311_cache;
-        let found = s
-            .storage
-            .find_requests(&q, &|id, updated| cache.get(id, updated).is_some())?;
+        // What the cache held when storage asked is kept here, so an entry the cache lets go
+        // meanwhile is still at hand. The extensions read a duplicate's parent from the changes:
+        // those are always loaded.
+        let held: std::sync::Mutex<HashMap<RequestId, Arc<view::Public>>> = Default::default();
+        let known = |id: &RequestId, updated: i64| -> bool {
+            if extensions {
+                return false;
+            }
+            match cache.get(id, updated) {
+                Some(p) => {
+                    held.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(*id, p);
+                    true
+                }
+                None => false,
+            }
+        };
+        let found = s.storage.find_requests(&q, &known)?;
+        let mut held = held.into_inner().unwrap_or_else(|e| e.into_inner());
         let now_ms = s.clock.now_ms();
         Ok(found
             .into_iter()
             .map(|mut f| {
-                let public = match cache.get(&f.request_id, f.updated_at_ms) {
+                let public = match held.remove(&f.request_id) {
                     Some(p) if f.changes.is_empty() => p,
                     _ => {
                         let changes = std::mem::take(&mut f.changes);

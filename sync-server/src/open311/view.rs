@@ -111,13 +111,16 @@ pub fn public(request_id: RequestId, changes: Vec<Change>) -> Public {
         .and_then(|c| c.channel.clone())
         .unwrap_or_else(|| "app".into());
     let get = |f: Field| doc.fields.get(&f);
-    // When each note was written: its change's stamp.
-    let written = |id: &str| {
-        doc.history.iter().find_map(|h| match &h.change.value {
-            FieldValue::Note(n) if n.id == id => Some(h.change.hlc.ms() as i64),
+    // When each note was written: its change's stamp (one pass over the history).
+    let written: HashMap<&str, i64> = doc
+        .history
+        .iter()
+        .filter_map(|h| match &h.change.value {
+            FieldValue::Note(n) => Some((n.id.as_str(), h.change.hlc.ms() as i64)),
             _ => None,
         })
-    };
+        .collect();
+    let written = |id: &str| written.get(id).copied();
     let public_notes: Vec<&curbside_core::vocab::Note> =
         doc.notes.iter().filter(|n| n.public).collect();
     Public {

@@ -159,9 +159,12 @@ pub struct RequestQuery {
     /// Public numbers asked for by name: when given, the other filters are ignored (spec).
     pub numbers: Vec<i64>,
     pub service_codes: Vec<String>,
-    /// Received within (milliseconds, both ends included).
+    /// Received within (milliseconds, both ends included), or with `by_update`, updated
+    /// within.
     pub from_ms: i64,
     pub to_ms: i64,
+    /// The span is of updates, not receipt (newest update first).
+    pub by_update: bool,
     /// `Some(true)`: open only; `Some(false)`: closed only.
     pub open: Option<bool>,
     pub updated_after_ms: Option<i64>,
@@ -250,9 +253,12 @@ pub fn query_sql(q: &RequestQuery, mark: impl Fn(usize) -> String) -> (String, V
     } else {
         let from = push(Param::Int(q.from_ms), &mut params);
         let to = push(Param::Int(q.to_ms), &mut params);
-        sql.push_str(&format!(
-            " AND r.created_at >= {from} AND r.created_at <= {to}"
-        ));
+        let at = if q.by_update {
+            "r.updated_at"
+        } else {
+            "r.created_at"
+        };
+        sql.push_str(&format!(" AND {at} >= {from} AND {at} <= {to}"));
         if !q.service_codes.is_empty() {
             let marks: Vec<String> = q
                 .service_codes
@@ -307,7 +313,12 @@ pub fn query_sql(q: &RequestQuery, mark: impl Fn(usize) -> String) -> (String, V
     let limit = push(Param::Int(q.limit as i64), &mut params);
     let offset = push(Param::Int(q.offset as i64), &mut params);
     sql.push_str(&format!(
-        " ORDER BY r.created_at DESC, r.service_request_id DESC LIMIT {limit} OFFSET {offset}"
+        " ORDER BY {} DESC, r.service_request_id DESC LIMIT {limit} OFFSET {offset}",
+        if q.by_update {
+            "r.updated_at"
+        } else {
+            "r.created_at"
+        }
     ));
     (sql, params)
 }
