@@ -24,8 +24,12 @@ pub use geo::{GeoError, Jurisdiction};
 pub use photo::{PhotoError, PhotoOptions};
 pub use request::{
     known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Duplicate, HistoryEntry, PhotoInfo,
+    Update,
 };
-pub use store::{Durability, Options, Registration, Store};
+pub use store::{
+    ChangeKind, Durability, Listener, ListenerId, Options, Origin, Registration, RequestEvent,
+    Store, SyncFailure, SyncState,
+};
 pub use sync::engine::{CancelToken, Progress, RetryPolicy, SyncOptions, SyncReport};
 pub use vocab::time as clock;
 pub use vocab::{

@@ -38,6 +38,11 @@ impl Key {
     /// Set while a full resync is paging through: the server must send this device's own
     /// changes too.
     pub const SYNC_FULL_PULL: Key = Key("sync_full_pull");
+    /// When the last sync ended well (milliseconds since 1970).
+    pub const SYNC_LAST_OK: Key = Key("sync_last_ok");
+    /// How the last sync that failed ended: `{"at":…,"offline":…,"reason":…}`; removed by a
+    /// sync that ends well.
+    pub const SYNC_LAST_FAILURE: Key = Key("sync_last_failure");
 }
 
 pub fn get(conn: &Connection, key: Key) -> rusqlite::Result<Option<String>> {

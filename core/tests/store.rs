@@ -261,9 +261,42 @@ fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
     assert_eq!(pothole.standard, curbside_core::Standard::default());
     drop(store);
     assert_eq!(schema_of(&v5), schema_of(&fresh));
+
+    // Version 6: a delivered request, with no news kept about it; news arrives after.
+    let v6 = dir.path().join("v6.db");
+    {
+        let mut conn = Connection::open(&v6).unwrap();
+        conn.execute_batch(schema::V1).unwrap();
+        let tx = conn.transaction().unwrap();
+        for v in 1..6 {
+            schema::upgrade_from(&tx, v).unwrap();
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 6; PRAGMA application_id = 1129665090;
+             INSERT INTO services VALUES
+               ('CSROWR-12','Pothole',NULL,1,'batch',NULL,NULL,0,NULL);
+             INSERT INTO requests (id, service_code, lifecycle, status, description,
+                                   created_at, updated_at)
+               VALUES ('0190f3a0-0000-7000-8000-000000000021','CSROWR-12','delivered',
+                       'in_progress','kept',1,1);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&v6).unwrap();
+    assert!(store.unread_updates(10).unwrap().is_empty());
+    assert_eq!(
+        store
+            .draft("0190f3a0-0000-7000-8000-000000000021")
+            .unwrap()
+            .state,
+        State::InProgress
+    );
+    drop(store);
+    assert_eq!(schema_of(&v6), schema_of(&fresh));
     assert_eq!(
         schema::VERSION,
-        6,
+        7,
         "add the new version's snapshot to this test"
     );
 }

@@ -17,6 +17,7 @@ pub mod known;
 mod photos;
 mod pulled;
 mod read;
+mod updates;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,9 @@ pub(crate) use photos::{
 };
 pub use photos::{AttachedPhoto, PhotoInfo};
 pub(crate) use pulled::{apply_pulled, Touched};
-pub(crate) use read::{all_known, as_known, get, lifecycle_of, list};
+pub(crate) use read::{all_known, as_known, get, lifecycle_of, list, pending};
+pub use updates::Update;
+pub(crate) use updates::{mark_seen, unread};
 pub use validate::validate;
 
 /// What writes are made with: the store's clock reading and its source of ids.

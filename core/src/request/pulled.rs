@@ -52,6 +52,7 @@ pub(crate) fn apply_pulled(
     assigned: &[Assigned],
 ) -> Result<(ApplyReport, Touched)> {
     let (report, new) = log::apply_noting_new(tx, changes, env.now_ms)?;
+    super::updates::record(tx, env, changes)?;
     let mut ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
     for a in assigned {
         if let Some((Lifecycle::Queued | Lifecycle::Sent, _)) = lifecycle_of(tx, &a.request_id)? {

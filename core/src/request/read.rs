@@ -299,3 +299,24 @@ pub(crate) fn all_known(conn: &Connection) -> Result<Vec<KnownRequest>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// What still has to leave the device: requests queued or sent without an answer, and the
+/// photos waiting to upload (or to be queued with their request's push), with their bytes.
+pub(crate) fn pending(conn: &Connection) -> Result<(u64, u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM requests WHERE lifecycle IN ('queued', 'sent')),
+                count(*), COALESCE(sum(length(p.jpeg)), 0)
+         FROM photos p WHERE p.sha256 IN (
+             SELECT sha256 FROM photo_uploads
+             UNION SELECT rp.sha256 FROM request_photos rp
+                   JOIN requests r ON r.id = rp.request_id WHERE r.lifecycle = 'queued')",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        },
+    )?)
+}

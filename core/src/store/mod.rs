@@ -3,10 +3,12 @@
 //! checks that the file is ours and not from a newer app before anything is written to it, then
 //! climbs the migration ladder. The store is given its clock and its source of ids.
 
+pub mod events;
 pub mod schema;
 mod sync;
 
-pub use sync::Registration;
+pub use events::{ChangeKind, Listener, ListenerId, Origin, RequestEvent};
+pub use sync::{Registration, SyncFailure, SyncState};
 
 use std::fs::File;
 use std::io::Read;
@@ -19,7 +21,9 @@ use crate::catalog::{self, Catalog, DefinitionCache, Service, ServiceDefinition}
 use crate::error::{Error, Result};
 use crate::geo::{Jurisdiction, KnownRequest, NearbyHit, NearbyIndex, NearbyParams, Ward};
 use crate::photo::{self, PhotoOptions};
-use crate::request::{self, known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Env, PhotoInfo};
+use crate::request::{
+    self, known, AttachedPhoto, Draft, DraftEdit, DraftSummary, Env, PhotoInfo, Update,
+};
 use crate::sql;
 use crate::vocab::{
     Clock, Entropy, IdSource, Location, OsEntropy, Problem, ReplicaId, RequestId, State,
@@ -127,6 +131,7 @@ pub struct Store {
     nearby_params: NearbyParams,
     /// Built on the first duplicate query, then kept in step with every write.
     nearby: Mutex<Option<NearbyIndex>>,
+    listeners: events::Listeners,
     path: PathBuf,
 }
 
@@ -207,6 +212,11 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Another process may have initialised the file while we waited for the lock.
             let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version < schema::VERSION {
+                // The path is the app's private directory: it names no one.
+                tracing::info!(target: "curbside::store", from = version, to = schema::VERSION,
+                    "store schema upgraded");
+            }
             sql::climb(&tx, version, &schema::LADDER)?;
             if version == 0 {
                 tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
@@ -233,6 +243,7 @@ impl Store {
             jurisdiction: OnceLock::new(),
             nearby_params: NearbyParams::default(),
             nearby: Mutex::new(None),
+            listeners: events::Listeners::default(),
             path,
         })
     }
@@ -337,12 +348,15 @@ impl Store {
         let env = self.env();
         let id =
             self.write(|tx| request::create(tx, &self.definitions, env, service_code, edit))?;
+        self.tell(&id, ChangeKind::Created);
         Ok(id.to_string())
     }
 
     pub fn edit_draft(&self, id: &str, edit: &DraftEdit) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::edit(tx, &self.definitions, env, &id, edit))
+        self.write(|tx| request::edit(tx, &self.definitions, env, &id, edit))?;
+        self.tell(&id, ChangeKind::Edited);
+        Ok(())
     }
 
     pub fn draft(&self, id: &str) -> Result<Draft> {
@@ -370,19 +384,23 @@ impl Store {
         let (id, env) = (id_of(id)?, self.env());
         let jurisdiction = self.jurisdiction();
         self.write(|tx| request::submit(tx, &self.definitions, &jurisdiction, env, &id))?;
+        self.tell(&id, ChangeKind::Submitted);
         self.reindex(&id)
     }
 
     /// Takes a queued request back to a draft so it can be edited.
     pub fn withdraw_draft(&self, id: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::withdraw(tx, env, &id))
+        self.write(|tx| request::withdraw(tx, env, &id))?;
+        self.tell(&id, ChangeKind::Withdrawn);
+        Ok(())
     }
 
     /// Deletes the request and frees the bytes of photos no other request uses.
     pub fn delete_draft(&self, id: &str) -> Result<()> {
         let id = id_of(id)?;
         self.write(|tx| request::delete(tx, &id))?;
+        self.tell(&id, ChangeKind::Deleted);
         self.reindex(&id)
     }
 
@@ -404,12 +422,17 @@ impl Store {
         let id = id_of(id)?;
         let processed = photo::process(bytes, &self.photo_options)?;
         let env = self.env();
-        self.write(|tx| request::attach_photo(tx, env, &id, &processed, &self.photo_options))
+        let attached =
+            self.write(|tx| request::attach_photo(tx, env, &id, &processed, &self.photo_options))?;
+        self.tell(&id, ChangeKind::Photos);
+        Ok(attached)
     }
 
     pub fn detach_photo(&self, id: &str, sha256: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::detach_photo(tx, env, &id, sha256.trim()))
+        self.write(|tx| request::detach_photo(tx, env, &id, sha256.trim()))?;
+        self.tell(&id, ChangeKind::Photos);
+        Ok(())
     }
 
     pub fn photos(&self, id: &str) -> Result<Vec<PhotoInfo>> {
@@ -431,26 +454,68 @@ impl Store {
     /// The request was handed to the server.
     pub fn mark_sent(&self, id: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::mark_sent(tx, env, &id))
+        self.write(|tx| request::mark_sent(tx, env, &id))?;
+        self.tell_from(Origin::Sync, &id, ChangeKind::Sent);
+        Ok(())
     }
 
     /// The server refused the request: it goes back to a draft with the reason in its history.
     pub fn mark_rejected(&self, id: &str, reason: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
         self.write(|tx| request::refuse(tx, env, &id, reason))?;
+        self.tell_from(Origin::Sync, &id, ChangeKind::Rejected);
         self.reindex(&id)
     }
 
     pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
-        self.write(|tx| request::accept(tx, env, &id, service_request_id))
+        self.write(|tx| request::accept(tx, env, &id, service_request_id))?;
+        self.tell_from(Origin::Sync, &id, ChangeKind::Accepted);
+        Ok(())
     }
 
     /// A status of the city's learned outside sync (an Open311 server polled), with its note.
     pub fn apply_server_status(&self, id: &str, status: State, note: Option<&str>) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
         self.write(|tx| request::learned_status(tx, env, &id, status, note))?;
+        self.tell_from(Origin::Sync, &id, ChangeKind::Status);
         self.reindex(&id)
+    }
+
+    // ---- news and listeners ----
+
+    /// The city's news about the user's requests (new statuses, public notes) not yet marked
+    /// seen, oldest first, at most `limit`.
+    pub fn unread_updates(&self, limit: u32) -> Result<Vec<Update>> {
+        self.read(|c| request::unread(c, limit))
+    }
+
+    /// Marks the news about one request seen (the user opened it); returns how many were
+    /// unseen.
+    pub fn mark_seen(&self, id: &str) -> Result<usize> {
+        let id = id_of(id)?;
+        self.write(|tx| request::mark_seen(tx, &id.to_string()))
+    }
+
+    /// Registers `listener` to hear about every later commit that changes requests.
+    pub fn listen(&self, listener: Arc<dyn Listener>) -> ListenerId {
+        self.listeners.add(listener)
+    }
+
+    /// Stops a listener; false when it had stopped already.
+    pub fn unlisten(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
+    }
+
+    fn tell(&self, id: &RequestId, kind: ChangeKind) {
+        self.tell_from(Origin::Local, id, kind)
+    }
+
+    fn tell_from(&self, origin: Origin, id: &RequestId, kind: ChangeKind) {
+        if self.listeners.any() {
+            self.listeners
+                .notify(&[RequestEvent::new(id, origin, kind)]);
+        }
     }
 
     // ---- location ----

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::sql::Step;
 use crate::sync::schema::{upgrade_v3_to_v4, LOG_V3, OUTBOX_V5};
 
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Version 1 as it shipped: kept verbatim so the migration test can start from it.
 pub const V1: &str = r#"
@@ -206,6 +206,21 @@ ALTER TABLE services ADD COLUMN standard TEXT;
 ALTER TABLE requests ADD COLUMN expected_at INTEGER;
 ALTER TABLE requests ADD COLUMN duplicate_of TEXT;";
 
+/// Version 7: the city's news about the user's own requests (statuses, public notes) until the
+/// user has seen it ([`crate::request::Update`]). Unseen rows have their own small index: the
+/// badge count reads only those.
+const V7: &str = "
+CREATE TABLE updates (
+    change_id  TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+    at         INTEGER NOT NULL,
+    status     TEXT,
+    note       TEXT,
+    seen       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX updates_unseen ON updates (request_id) WHERE seen = 0;
+CREATE INDEX updates_of ON updates (request_id);";
+
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`.
 pub const LADDER: [Step; VERSION as usize] = [
     |tx| tx.execute_batch(V1),
@@ -223,6 +238,7 @@ pub const LADDER: [Step; VERSION as usize] = [
         tx.execute_batch(OUTBOX_V5)
     },
     |tx| tx.execute_batch(V6),
+    |tx| tx.execute_batch(V7),
 ];
 
 /// Moves the schema from `version` to `version + 1`.

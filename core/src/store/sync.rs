@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::events::{self, ChangeKind, Origin, RequestEvent};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::request;
@@ -27,6 +28,30 @@ pub struct Registration {
     pub device_id: String,
     pub role: Role,
     pub wards: Vec<String>,
+}
+
+/// How syncing stands, for a status line: what is waiting, and how the last syncs ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncState {
+    pub registration: Option<Registration>,
+    /// When a sync last ended well (milliseconds since 1970).
+    pub last_success_ms: Option<i64>,
+    /// The last sync's failure, when it failed after the last success.
+    pub last_failure: Option<SyncFailure>,
+    pub pending_changes: u64,
+    /// Requests queued, or sent without the server's answer yet.
+    pub pending_requests: u64,
+    pub pending_photos: u64,
+    pub pending_photo_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncFailure {
+    pub at_ms: i64,
+    /// The server could not be reached (no network, a timeout): try again when online.
+    pub offline: bool,
+    /// The error, as shown to the user; it names no person and no request's contents.
+    pub reason: String,
 }
 
 fn registration(conn: &rusqlite::Connection) -> Result<Option<(Registration, String)>> {
@@ -131,7 +156,45 @@ impl Store {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<SyncReport> {
         let (_, token) = self.read(registration)?.ok_or(Error::NotRegistered)?;
-        engine::run(self, transport, &token, options, progress)
+        let result = engine::run(self, transport, &token, options, progress);
+        let now = self.now_ms();
+        // A cancelled sync neither succeeded nor failed.
+        if !matches!(result, Err(Error::Cancelled)) {
+            self.write(|tx| match &result {
+                Ok(_) => {
+                    sql::set(tx, Key::SYNC_LAST_OK, &now.to_string())?;
+                    Ok(sql::remove(tx, Key::SYNC_LAST_FAILURE)?)
+                }
+                Err(e) => {
+                    let failure = SyncFailure {
+                        at_ms: now,
+                        offline: matches!(e, Error::Network(_)),
+                        reason: e.to_string(),
+                    };
+                    let json = serde_json::to_string(&failure).unwrap_or_default();
+                    Ok(sql::set(tx, Key::SYNC_LAST_FAILURE, &json)?)
+                }
+            })?;
+        }
+        result
+    }
+
+    /// What is waiting to leave the device, and how the last syncs ended.
+    pub fn sync_state(&self) -> Result<SyncState> {
+        let pending = self.pending_changes()?;
+        self.read(|c| {
+            let (requests, photos, bytes) = request::pending(c)?;
+            Ok(SyncState {
+                registration: registration(c)?.map(|(r, _)| r),
+                last_success_ms: sql::get(c, Key::SYNC_LAST_OK)?.and_then(|v| v.parse().ok()),
+                last_failure: sql::get(c, Key::SYNC_LAST_FAILURE)?
+                    .and_then(|v| serde_json::from_str(&v).ok()),
+                pending_changes: pending,
+                pending_requests: requests,
+                pending_photos: photos,
+                pending_photo_bytes: bytes,
+            })
+        })
     }
 
     /// Applies changes that came another way than sync (a nearby device, a bulk import): all
@@ -139,6 +202,8 @@ impl Store {
     pub fn apply_changes(&self, changes: &[Change]) -> Result<ApplyReport> {
         let env = self.env();
         let (report, touched) = self.write(|tx| request::apply_pulled(tx, env, changes, &[]))?;
+        self.listeners
+            .notify(&RequestEvent::of_changes(changes, Origin::Sync));
         self.reindex_touched(touched)?;
         Ok(report)
     }
@@ -157,8 +222,10 @@ impl Store {
         };
         let (inspector, author) = (role == Role::Inspector, role.as_str().to_string());
         let values = values(&author);
+        let event = RequestEvent::of_values(&id, Origin::Local, &values);
         let env = self.env();
         let touched = self.write(|tx| request::shared_edit(tx, env, inspector, &id, values))?;
+        self.listeners.notify(&[event]);
         self.reindex_touched(touched)
     }
 
@@ -289,7 +356,8 @@ impl Replica for Store {
 
     fn outgoing(&self, limit: usize) -> Result<Outgoing> {
         let env = self.env();
-        self.write(|tx| {
+        let mut sent = Vec::new();
+        let outgoing = self.write(|tx| {
             let changes = log::pending(tx, limit, |id| is_draft(tx, id))?;
             log::mark_pushed(tx, &changes)?;
             let ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
@@ -297,6 +365,7 @@ impl Replica for Store {
                 if let Some((crate::vocab::Lifecycle::Queued, _)) = request::lifecycle_of(tx, &id)?
                 {
                     request::mark_sent(tx, env, &id)?;
+                    sent.push(RequestEvent::new(&id, Origin::Sync, ChangeKind::Sent));
                 }
             }
             let cursor = sql::get(tx, Key::SYNC_CURSOR)?;
@@ -311,7 +380,9 @@ impl Replica for Store {
                 cursor,
                 replica,
             })
-        })
+        })?;
+        self.listeners.notify(&sent);
+        Ok(outgoing)
     }
 
     fn commit(&self, pushed: &[Change], answer: &SyncResponse) -> Result<()> {
@@ -330,6 +401,15 @@ impl Replica for Store {
             }
             Ok(touched)
         })?;
+        if self.listeners.any() {
+            let mut heard = RequestEvent::of_changes(&answer.changes, Origin::Sync);
+            let numbered = answer
+                .assigned
+                .iter()
+                .map(|a| RequestEvent::new(&a.request_id, Origin::Sync, ChangeKind::Accepted));
+            events::merge(&mut heard, numbered.collect());
+            self.listeners.notify(&heard);
+        }
         self.reindex_touched(touched)
     }
 
@@ -354,6 +434,11 @@ impl Replica for Store {
     fn reject(&self, request_id: &RequestId, reason: &str) -> Result<()> {
         let env = self.env();
         self.write(|tx| request::reject(tx, env, request_id, reason))?;
+        self.listeners.notify(&[RequestEvent::new(
+            request_id,
+            Origin::Sync,
+            ChangeKind::Rejected,
+        )]);
         self.reindex(request_id)
     }
 

@@ -149,6 +149,7 @@ fn call<T>(
         match f() {
             Err(Refusal::Unavailable(why)) => {
                 attempt += 1;
+                tracing::warn!(target: "curbside::sync", attempt, "server unavailable: {why}");
                 if attempt >= options.retry.attempts {
                     return Err(Refusal::Unavailable(format!(
                         "{why} (after {attempt} attempts)"
@@ -222,6 +223,7 @@ pub fn run(
         ..Progress::default()
     };
     progress(&p);
+    tracing::debug!(target: "curbside::sync", pending = p.pending_changes, "sync starts");
     let (mut clock_fixes, mut restarts) = (0, 0);
     // The next page, asked for while the last one was being applied.
     let mut prefetched: Option<Round> = None;
@@ -253,12 +255,15 @@ pub fn run(
                 clock_fixes += 1;
                 let received = replica.now_ms();
                 let offset = server_time_ms - (sent_at + (received - sent_at) / 2);
+                tracing::warn!(target: "curbside::sync", offset_ms = offset,
+                    "the server refused this device's clock: changes are stamped again");
                 report.restamped += replica.set_clock_offset(offset, Some(server_time_ms))? as u64;
                 continue;
             }
             Err(Refusal::CursorExpired | Refusal::CursorForeign) if restarts < 2 => {
                 restarts += 1;
                 report.full_resync = true;
+                tracing::warn!(target: "curbside::sync", "cursor refused: pulling everything again");
                 replica.restart_pull()?;
                 continue;
             }
@@ -267,6 +272,8 @@ pub fn run(
                 message,
             }) => match RequestId::parse(&request_id) {
                 Ok(id) if request.changes.iter().any(|c| c.request_id == id) => {
+                    // The reason may quote what the reporter typed: it goes to them, not here.
+                    tracing::warn!(target: "curbside::sync", request = %id, "the server refused a request");
                     replica.reject(&id, &message)?;
                     report.rejected.push((request_id, message));
                     continue;
@@ -320,6 +327,15 @@ pub fn run(
         }
     }
     report.photos_uploaded = upload_photos(replica, transport, token, options, &mut p, progress)?;
+    tracing::info!(
+        target: "curbside::sync",
+        rounds = report.rounds,
+        pushed = report.pushed,
+        pulled = report.pulled,
+        photos = report.photos_uploaded,
+        full_resync = report.full_resync,
+        "sync done"
+    );
     Ok(report)
 }
 

@@ -1,0 +1,87 @@
+//! The city's news about the user's own requests — a new status, a public note — kept until the
+//! user has seen it: what a notification or an unread badge shows. Recorded as pulled changes
+//! are applied, once per change (a change pulled again after a full resync stays as it was).
+
+use rusqlite::{params, Connection, Transaction};
+use serde::Serialize;
+
+use super::Env;
+use crate::error::Result;
+use crate::sync::Change;
+use crate::vocab::{FieldValue, State};
+
+/// One piece of news about one of the user's requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Update {
+    pub request_id: String,
+    /// The city's number, once it has one.
+    pub service_request_id: Option<String>,
+    pub service_code: String,
+    /// When the city made it (milliseconds since 1970, on the writer's clock).
+    pub at_ms: i64,
+    /// The new status, for a status change.
+    pub status: Option<State>,
+    /// The public note's text, for a note.
+    pub note: Option<String>,
+}
+
+/// Records the pulled changes that are news to the user: statuses and public notes written on
+/// another replica, about requests this device created. Bounded by the page.
+pub(crate) fn record(tx: &Transaction, env: Env, changes: &[Change]) -> Result<()> {
+    let mut own = tx.prepare_cached("SELECT 1 FROM requests WHERE id = ?1")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO updates (change_id, request_id, at, status, note)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for c in changes {
+        if c.replica() == env.replica {
+            continue;
+        }
+        let (status, note) = match &c.value {
+            FieldValue::Status(s) => (Some(s.as_str()), None),
+            FieldValue::Note(n) if n.public => (None, Some(n.text.as_str())),
+            _ => continue,
+        };
+        if !own.exists([&c.request_id])? {
+            continue;
+        }
+        insert.execute(params![
+            c.id.to_string(),
+            c.request_id,
+            c.hlc.ms() as i64,
+            status,
+            note
+        ])?;
+    }
+    Ok(())
+}
+
+/// Unseen news, oldest first, at most `limit`.
+pub(crate) fn unread(conn: &Connection, limit: u32) -> Result<Vec<Update>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.request_id, r.service_request_id, r.service_code, u.at, u.status, u.note
+         FROM updates u JOIN requests r ON r.id = u.request_id
+         WHERE u.seen = 0 ORDER BY u.at, u.change_id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(Update {
+            request_id: r.get(0)?,
+            service_request_id: r.get(1)?,
+            service_code: r.get(2)?,
+            at_ms: r.get(3)?,
+            status: r
+                .get::<_, Option<String>>(4)?
+                .as_deref()
+                .and_then(State::parse),
+            note: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Marks every piece of news about `request_id` seen; returns how many were unseen.
+pub(crate) fn mark_seen(tx: &Transaction, request_id: &str) -> Result<usize> {
+    Ok(tx
+        .prepare_cached("UPDATE updates SET seen = 1 WHERE request_id = ?1 AND seen = 0")?
+        .execute([request_id])?)
+}
