@@ -17,12 +17,35 @@ pub enum ApiError {
     /// The request is not in a state that allows this (e.g. editing one already sent).
     #[error("{reason}")]
     Conflict { reason: String },
-    /// The server could not be reached, or the sync was cancelled: nothing is lost, try later.
+    /// The server could not be reached: nothing is lost, try later.
     #[error("{reason}")]
     Network { reason: String },
+    /// The sync was cancelled; what it had committed stays, the next sync goes on from there.
+    #[error("{reason}")]
+    Cancelled { reason: String },
     /// The store file cannot be used (not ours, newer app, damaged, disk error).
     #[error("{reason}")]
     Storage { reason: String },
+    /// The store was closed; open it again.
+    #[error("{reason}")]
+    Closed { reason: String },
+    /// A fault in the library itself: report it. Nothing stored was changed by the call.
+    #[error("{reason}")]
+    Internal { reason: String },
+}
+
+/// What an app's callback (a listener, a log sink, a progress observer) may throw: the library
+/// logs it and goes on; it never reaches the code that wrote or synced.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum CallbackError {
+    #[error("{reason}")]
+    Failed { reason: String },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        CallbackError::Failed { reason: e.reason }
+    }
 }
 
 impl From<Error> for ApiError {
@@ -83,9 +106,8 @@ impl From<Error> for ApiError {
             | Error::Forbidden(_)
             | Error::ClockRefused
             | Error::CursorRefused => ApiError::Conflict { reason },
-            Error::Network(_) | Error::BadServerUrl(_) | Error::Cancelled => {
-                ApiError::Network { reason }
-            }
+            Error::Network(_) | Error::BadServerUrl(_) => ApiError::Network { reason },
+            Error::Cancelled => ApiError::Cancelled { reason },
             Error::NotFound(_) => ApiError::NotFound { reason },
             Error::WrongState { .. } => ApiError::Conflict { reason },
             Error::NotADatabase { .. }

@@ -1,6 +1,7 @@
 // The Kotlin bindings on the plain JVM, as an Android app would call them (off the UI thread).
 import org.curbside.*
 import java.nio.file.Files
+import kotlinx.coroutines.runBlocking
 
 var passed = 0
 var failed = 0
@@ -53,12 +54,12 @@ check("draft to queue") {
 check("photos") {
     val photos = java.io.File("../shared/data/photos")
     val d = store.createDraft("CSROWR-12", DraftEdit())
-    val attached = store.attachPhoto(d.id, photos.resolve("mobile/iphone_hdr_NO.jpg").readBytes())
+    val attached = runBlocking { store.attachPhoto(d.id, photos.resolve("mobile/iphone_hdr_NO.jpg").readBytes()) }
     assert(attached.photo.width == 1600u && attached.photo.bytes <= 500_000uL) { attached.toString() }
     assert(attached.locationTaken)
     assert(store.draft(d.id).photos.single().sha256 == attached.photo.sha256)
     try {
-        store.attachPhoto(d.id, photos.resolve("invalid/corrupted.jpg").readBytes())
+        runBlocking { store.attachPhoto(d.id, photos.resolve("invalid/corrupted.jpg").readBytes()) }
     } catch (e: ApiException.InvalidInput) { }
     assert(store.photos(d.id).size == 1)
 }

@@ -1,6 +1,7 @@
 """The Python bindings as an app uses them: catalogue, a draft from first tap to the queue,
 and typed errors. Run by scripts/test-bindings.sh against the freshly built library."""
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def photos():
     data = os.path.join(here, "..", "..", "..", "..", "shared", "data", "photos")
     d = store.create_draft("CSROWR-12", DraftEdit())
     with open(os.path.join(data, "gps", "DSCN0010.jpg"), "rb") as f:
-        attached = store.attach_photo(d.id, f.read())
+        attached = asyncio.run(store.attach_photo(d.id, f.read()))
     assert attached.location_taken
     assert store.draft(d.id).location.source == LocationSource.PHOTO
     jpeg = store.photo_jpeg(attached.photo.sha256)
@@ -113,7 +114,7 @@ def photos():
     assert len(store.photo_thumbnail(attached.photo.sha256)) < len(jpeg)
     with open(os.path.join(data, "heic", "iphone_13_pro_max.HEIC"), "rb") as f:
         try:
-            store.attach_photo(d.id, f.read())
+            asyncio.run(store.attach_photo(d.id, f.read()))
             raise AssertionError("HEIC accepted")
         except ApiError.InvalidInput as e:
             assert "JPEG" in str(e), e

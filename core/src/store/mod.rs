@@ -252,6 +252,11 @@ impl Store {
         &self.path
     }
 
+    /// This store's replica id in the change log: which changes in a history are its own.
+    pub fn replica_id(&self) -> &ReplicaId {
+        &self.replica
+    }
+
     /// The store's clock (milliseconds since 1970).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
