@@ -359,11 +359,110 @@ fn hostile_and_unsupported_input_gets_a_typed_error_or_a_valid_result() {
     ));
     assert!(matches!(
         photo::process(b"GIF89a....", &PhotoOptions::default()),
-        Err(PhotoError::UnsupportedFormat { .. })
+        Err(PhotoError::Corrupt(_))
     ));
     assert!(matches!(
         photo::process(b"", &PhotoOptions::default()),
         Err(PhotoError::Corrupt(_))
+    ));
+}
+
+fn format(name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/formats")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// WebP, GIF, BMP and TIFF go through the `image` crate with the JPEG path's guarantees: the
+/// picture upright (the EXIF orientation of WebP and TIFF applied), the GPS fix of a WebP
+/// taken, the budget met, no metadata out; broken and oversized files get typed errors.
+#[test]
+fn webp_gif_bmp_and_tiff_come_out_as_small_upright_metadata_free_jpegs() {
+    let upright = process("orientation/portrait_1.jpg");
+    let (w1, h1, pixels) = decode(&upright.jpeg);
+    let reference = layout(w1, h1, &pixels);
+    for name in ["portrait_6.webp", "portrait_6.tiff"] {
+        let out = photo::process(&format(name), &PhotoOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out.orientation, 6, "{name}: orientation read");
+        let (w, h, pixels) = decode(&out.jpeg);
+        assert!(h > w, "{name}: upright is portrait ({w}×{h})");
+        let like = likeness(&reference, &layout(w, h, &pixels));
+        assert!(like > 0.9, "{name}: likeness to portrait_1.jpg {like:.3}");
+    }
+    let webp = photo::process(&format("DSCN0010.webp"), &PhotoOptions::default()).unwrap();
+    let jpeg = process("gps/DSCN0010.jpg");
+    let (a, b) = (webp.location.unwrap(), jpeg.location.unwrap());
+    assert!((a.lat - b.lat).abs() < 1e-9 && (a.lon - b.lon).abs() < 1e-9);
+    for name in ["DSCN0010.tiff", "jolla.gif", "jolla.bmp", "DSCN0010.webp"] {
+        let bytes = format(name);
+        let out = photo::process(&bytes, &PhotoOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            out.jpeg.len() <= 500_000 && !out.thumbnail.is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            markers(&out.jpeg),
+            markers(&upright.jpeg),
+            "{name}: no metadata"
+        );
+        decode(&out.jpeg);
+        // Every truncation and a flipped byte here and there: a typed error or a picture.
+        for cut in [
+            0,
+            1,
+            8,
+            16,
+            30,
+            100,
+            1_000,
+            bytes.len() / 2,
+            bytes.len() - 1,
+        ] {
+            match photo::process(&bytes[..cut], &PhotoOptions::default()) {
+                Ok(out) => drop(decode(&out.jpeg)),
+                Err(PhotoError::Corrupt(_)) => {}
+                Err(e) => panic!("{name} cut at {cut}: {e}"),
+            }
+        }
+        for at in (8..bytes.len()).step_by(bytes.len() / 40) {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x5A;
+            let _ = photo::process(&bad, &PhotoOptions::default());
+        }
+        // The pixel bound holds before decoding.
+        let small = PhotoOptions {
+            max_pixels: 10_000,
+            ..PhotoOptions::default()
+        };
+        assert!(
+            matches!(
+                photo::process(&bytes, &small),
+                Err(PhotoError::TooLarge { .. })
+            ),
+            "{name}"
+        );
+    }
+    // A BMP header claiming 20,000 × 20,000 pixels (400 MP) and carrying none.
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&[0; 12]);
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&20_000i32.to_le_bytes());
+    bmp.extend_from_slice(&20_000i32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    assert!(matches!(
+        photo::process(&bmp, &PhotoOptions::default()),
+        Err(PhotoError::TooLarge {
+            width: 20_000,
+            height: 20_000,
+            ..
+        })
     ));
 }
 

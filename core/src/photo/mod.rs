@@ -1,6 +1,7 @@
 //! The photo pipeline: a phone's photo in, a small, upright, metadata-free JPEG out.
 //!
-//! decode (JPEG with DCT-domain shrink-on-load as libvips does, or PNG) → resize so the long edge
+//! decode (JPEG with DCT-domain shrink-on-load as libvips does, or PNG; WebP, GIF's first frame,
+//! BMP and TIFF through the `image` crate's decoders) → resize so the long edge
 //! is at most 1,600 px (Lanczos3) → apply the EXIF orientation → encode baseline JPEG 4:2:0 to a
 //! byte budget → thumbnail. The EXIF GPS fix and capture time are read on the way and offered to
 //! the draft; nothing of the original's metadata is written. Untrusted input is bounded in
@@ -123,6 +124,7 @@ pub fn process(bytes: &[u8], options: &PhotoOptions) -> Result<Processed, PhotoE
     let (mut picture, facts, source) = match sniff(bytes)? {
         Format::Jpeg => decode_jpeg(bytes, options)?,
         Format::Png => decode_png(bytes, options)?,
+        Format::Other(format) => decode_other(bytes, format, options)?,
     };
     // Resize in stored orientation (the long edge is the same), then turn the small result.
     let (w, h) = fit(picture.width, picture.height, options.max_edge);
@@ -155,6 +157,7 @@ pub fn process(bytes: &[u8], options: &PhotoOptions) -> Result<Processed, PhotoE
 pub fn read_exif(bytes: &[u8]) -> Result<ExifFacts, PhotoError> {
     match sniff(bytes)? {
         Format::Png => Ok(exif::read(None)),
+        Format::Other(format) => Ok(exif::read(exif_of(bytes, format))),
         Format::Jpeg => {
             let mut decoder = jpeg_decoder::Decoder::new(bytes);
             decoder.read_info().map_err(corrupt)?;
@@ -166,6 +169,8 @@ pub fn read_exif(bytes: &[u8]) -> Result<ExifFacts, PhotoError> {
 enum Format {
     Jpeg,
     Png,
+    /// WebP, GIF, BMP or TIFF: decoded by the `image` crate.
+    Other(image::ImageFormat),
 }
 
 /// Tells formats apart by their first bytes, never by a file name.
@@ -192,16 +197,22 @@ fn sniff(bytes: &[u8]) -> Result<Format, PhotoError> {
         });
     }
     if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        return Err(unsupported("WebP"));
+        return Ok(Format::Other(image::ImageFormat::WebP));
     }
-    if bytes.starts_with(b"GIF8") {
-        return Err(unsupported("GIF"));
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Ok(Format::Other(image::ImageFormat::Gif));
+    }
+    if bytes.starts_with(b"BM") && bytes.len() >= 26 {
+        return Ok(Format::Other(image::ImageFormat::Bmp));
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Ok(Format::Other(image::ImageFormat::Tiff));
     }
     if bytes.is_empty() {
         return Err(PhotoError::Corrupt("the file is empty".into()));
     }
     Err(PhotoError::Corrupt(
-        "not a JPEG or PNG image (unknown format)".into(),
+        "not a JPEG, PNG, WebP, GIF, BMP or TIFF image (unknown format)".into(),
     ))
 }
 
@@ -306,6 +317,74 @@ fn decode_png(bytes: &[u8], options: &PhotoOptions) -> Result<Decoded, PhotoErro
             data,
         },
         facts,
+        (sw, sh),
+    ))
+}
+
+/// The EXIF block of a format decoded by `image`, as TIFF-structured bytes: a TIFF file is one
+/// (its first directory holds the orientation, and points to the GPS one); a WebP file carries
+/// it in its `EXIF` chunk. GIF and BMP have none.
+fn exif_of(bytes: &[u8], format: image::ImageFormat) -> Option<&[u8]> {
+    match format {
+        image::ImageFormat::Tiff => Some(bytes),
+        image::ImageFormat::WebP => {
+            let mut at = 12;
+            while at + 8 <= bytes.len() {
+                let id = &bytes[at..at + 4];
+                let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+                let body = bytes.get(at + 8..at + 8 + len)?;
+                if id == b"EXIF" {
+                    // Some writers keep the JPEG APP1 prefix.
+                    return Some(body.strip_prefix(b"Exif\0\0").unwrap_or(body));
+                }
+                // Chunks are padded to an even length.
+                at += 8 + len + (len & 1);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn decode_other(
+    bytes: &[u8],
+    format: image::ImageFormat,
+    options: &PhotoOptions,
+) -> Result<Decoded, PhotoError> {
+    let reader = || {
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(options.max_decode_bytes as u64);
+        reader.limits(limits);
+        reader
+    };
+    // The header first: the pixel bound holds before a single pixel is decoded.
+    let (sw, sh) = reader().into_dimensions().map_err(corrupt)?;
+    check_pixels(sw, sh, options)?;
+    let decoded = reader().decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => PhotoError::TooLarge {
+            width: sw,
+            height: sh,
+            max_pixels: options.max_pixels,
+        },
+        e => corrupt(e),
+    })?;
+    let (w, h) = (decoded.width(), decoded.height());
+    let data = if decoded.color().has_alpha() {
+        pixels::rgba_over_white(decoded.to_rgba8().as_raw())
+    } else {
+        decoded.into_rgb8().into_raw()
+    };
+    if data.len() < w as usize * h as usize * 3 {
+        return Err(corrupt("the decoder returned too few pixels"));
+    }
+    Ok((
+        Rgb {
+            width: w,
+            height: h,
+            data,
+        },
+        exif::read(exif_of(bytes, format)),
         (sw, sh),
     ))
 }
