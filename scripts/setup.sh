@@ -37,15 +37,19 @@ fi
 
 # Open311 as others see it (scripts/test-open311-clients.sh): schemathesis over the OpenAPI
 # document, and georeport, a third-party Open311 client; in a virtualenv of their own.
+# The hand-written Swift (no toolchain here) is parsed with tree-sitter (scripts/check-swift.py).
 SCHEMATHESIS_VERSION=4.32.5
 GEOREPORT_VERSION=0.3.1
-if ! .tools/venv/bin/python -c "import georeport, schemathesis" 2>/dev/null; then
-  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION and georeport $GEOREPORT_VERSION into .tools/venv"
+TREE_SITTER_VERSION=0.26.1
+TREE_SITTER_SWIFT_VERSION=0.7.4
+if ! .tools/venv/bin/python -c "import georeport, schemathesis, tree_sitter, tree_sitter_swift" 2>/dev/null; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION, georeport $GEOREPORT_VERSION and tree-sitter-swift $TREE_SITTER_SWIFT_VERSION into .tools/venv"
   python3 -m venv .tools/venv 2>/dev/null || {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv .tools/venv
   }
   .tools/venv/bin/pip install -q --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION" "georeport==$GEOREPORT_VERSION"
+    "schemathesis==$SCHEMATHESIS_VERSION" "georeport==$GEOREPORT_VERSION" \
+    "tree-sitter==$TREE_SITTER_VERSION" "tree-sitter-swift==$TREE_SITTER_SWIFT_VERSION"
 fi

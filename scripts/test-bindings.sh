@@ -47,7 +47,12 @@ run "android sample's platform-free layer: compile" "$KOTLINC" -nowarn -d "$OUT/
 run "kotlin scenario (live server, through the sample's layer)" "$KOTLINC" -nowarn \
   -classpath "$OUT/sample.jar:$OUT/curbside.jar:$KT_CP" -J-ea -J-Djna.library.path=target/debug \
   -script bindings/tests/bindings/scenario.kts
+run "packaging: build-android.sh and build-xcframework.sh generate the bindings the samples read" \
+  sh -c './scripts/build-android.sh --bindings-only && ./scripts/build-xcframework.sh --bindings-only'
 run "swift bindings: C header compiles, links and matches" python3 bindings/tests/bindings/swift_header_check.py "$OUT" target/debug
+run "swift sample and scenario: parsed, binding symbols and labels exist (not compiled)" \
+  .tools/venv/bin/python scripts/check-swift.py target/ios/swift/Curbside.swift ios-sample/App \
+  ios-sample/Sources/CurbsideSample bindings/tests/bindings/scenario.swift
 
 echo "bindings: $passed passed, $failed failed"
 [ "$failed" = 0 ]

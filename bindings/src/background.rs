@@ -44,9 +44,13 @@ pub(crate) fn run<T: Send + 'static>(
     }));
     let theirs = slot.clone();
     let finish = move |value: Result<T, ApiError>| {
-        let mut s = theirs.lock().unwrap_or_else(|p| p.into_inner());
-        s.value = Some(value);
-        if let Some(w) = s.waker.take() {
+        let waker = {
+            let mut s = theirs.lock().unwrap_or_else(|p| p.into_inner());
+            s.value = Some(value);
+            s.waker.take()
+        };
+        // Woken outside the lock: the foreign side may poll again on this very thread.
+        if let Some(w) = waker {
             w.wake();
         }
     };

@@ -30,11 +30,30 @@ type ApiResult<T> = Result<T, ApiError>;
 /// process is refused, so every listener hears every write.
 #[derive(uniffi::Object)]
 pub struct CurbsideStore {
-    inner: RwLock<Option<Arc<curbside_core::Store>>>,
-    /// The file's name as the open-files set holds it.
-    key: PathBuf,
+    inner: RwLock<Option<Arc<Open>>>,
     sync: Arc<sync::SyncRuntime>,
     listeners: Mutex<Vec<(u64, curbside_core::ListenerId)>>,
+}
+
+/// An open file. Work in flight (a sync, a photo) holds it too: the file counts as open until
+/// the last of them ends, even after `shutdown`, so it is never open twice.
+pub(crate) struct Open {
+    store: curbside_core::Store,
+    /// The file's name as the open-files set holds it.
+    key: PathBuf,
+}
+
+impl std::ops::Deref for Open {
+    type Target = curbside_core::Store;
+    fn deref(&self) -> &curbside_core::Store {
+        &self.store
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        open_files().remove(&self.key);
+    }
 }
 
 /// Files open in this process.
@@ -60,7 +79,7 @@ fn file_key(path: &Path) -> PathBuf {
 
 impl CurbsideStore {
     /// The open store, or `Closed`.
-    pub(crate) fn store(&self) -> ApiResult<Arc<curbside_core::Store>> {
+    pub(crate) fn store(&self) -> ApiResult<Arc<Open>> {
         self.inner
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -68,12 +87,6 @@ impl CurbsideStore {
             .ok_or_else(|| ApiError::Closed {
                 reason: "the store is closed".into(),
             })
-    }
-}
-
-impl Drop for CurbsideStore {
-    fn drop(&mut self) {
-        open_files().remove(&self.key);
     }
 }
 
@@ -91,8 +104,7 @@ impl CurbsideStore {
         }
         match curbside_core::Store::open(&path) {
             Ok(store) => Ok(Arc::new(CurbsideStore {
-                inner: RwLock::new(Some(Arc::new(store))),
-                key,
+                inner: RwLock::new(Some(Arc::new(Open { store, key }))),
                 sync: Arc::default(),
                 listeners: Mutex::new(Vec::new()),
             })),
@@ -103,9 +115,9 @@ impl CurbsideStore {
         }
     }
 
-    /// Closes the store's file: later calls get `Closed`; closing twice does nothing; the file
-    /// may be opened again. A sync in progress is cancelled and finishes its current step
-    /// first. (Not `close`: Kotlin's `AutoCloseable.close` frees the object itself.)
+    /// Closes the store's file: later calls get `Closed`; closing twice does nothing. A sync in
+    /// progress is cancelled and finishes its current step; the file may be opened again once
+    /// it has. (Not `close`: Kotlin's `AutoCloseable.close` frees the object itself.)
     pub fn shutdown(&self) {
         self.sync.cancel_running();
         let store = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
@@ -118,7 +130,6 @@ impl CurbsideStore {
             {
                 store.unlisten(id);
             }
-            open_files().remove(&self.key);
         }
     }
 

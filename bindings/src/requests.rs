@@ -105,6 +105,8 @@ pub enum ChangeKind {
     Priority,
     Duplicate,
     ExpectedDate,
+    /// The user saw the request's news.
+    Seen,
 }
 
 /// One request changed by one commit.
@@ -161,6 +163,7 @@ impl From<core::ChangeKind> for ChangeKind {
             K::Priority => ChangeKind::Priority,
             K::Duplicate => ChangeKind::Duplicate,
             K::ExpectedDate => ChangeKind::ExpectedDate,
+            K::Seen => ChangeKind::Seen,
         }
     }
 }
@@ -266,7 +269,8 @@ static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
 impl CurbsideStore {
     /// A request as replicated here, with its notes, photos and whole history.
     pub fn request_detail(&self, id: String) -> ApiResult<RequestDetail> {
-        detail(&*self.store()?, &id)
+        let open = self.store()?;
+        detail(&open, &id)
     }
 
     /// The requests this device holds replicated state for (the user's sent ones, an

@@ -124,9 +124,9 @@ impl SyncRuntime {
     }
 }
 
-/// Clears the running flag however the sync ends.
-struct Running<'a>(&'a SyncRuntime);
-impl Drop for Running<'_> {
+/// Clears the running flag however the sync ends, the thread for it failing to start included.
+struct Running(Arc<SyncRuntime>);
+impl Drop for Running {
     fn drop(&mut self) {
         *self.0.cancel.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.0.running.store(false, Ordering::SeqCst);
@@ -227,13 +227,12 @@ impl CurbsideStore {
             });
         }
         let token = cancel.map(|c| c.0.clone()).unwrap_or_default();
-        let runtime = self.sync.clone();
-        *runtime.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        *runtime.progress.lock().unwrap_or_else(|p| p.into_inner()) = SyncProgress::default();
+        let running = Running(self.sync.clone());
+        *running.0.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        *running.0.progress.lock().unwrap_or_else(|p| p.into_inner()) = SyncProgress::default();
         // A coroutine or task cancelled while it awaits the sync cancels the sync too.
         let on_drop = CancelOnDrop(Some(token.clone()));
         let result = background::run("sync", move || {
-            let running = Running(&runtime);
             let options = SyncOptions {
                 cancel: token,
                 ..SyncOptions::default()

@@ -38,6 +38,9 @@ impl Key {
     /// Set while a full resync is paging through: the server must send this device's own
     /// changes too.
     pub const SYNC_FULL_PULL: Key = Key("sync_full_pull");
+    /// News about the user's requests older than this (ms) is not news: set when a device
+    /// with sent requests was upgraded to keep news (schema v7).
+    pub const NEWS_FROM: Key = Key("news_from");
     /// When the last sync ended well (milliseconds since 1970).
     pub const SYNC_LAST_OK: Key = Key("sync_last_ok");
     /// How the last sync that failed ended: `{"at":…,"offline":…,"reason":…}`; removed by a

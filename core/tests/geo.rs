@@ -77,11 +77,8 @@ fn ward_of_each_real_request_matches_the_ward_in_its_address() {
 fn the_shipped_25_wards_are_valid_and_answer_for_city_hall() {
     let options = BoundaryOptions::new("AREA_S_CD", "AREA_NAME");
     // The shipped copy loads without validation; prove here that it would pass it.
-    let validated = Jurisdiction::from_geojson(
-        curbside_core::geo::TORONTO_WARDS_GEOJSON.as_bytes(),
-        &options,
-    )
-    .unwrap();
+    let validated =
+        Jurisdiction::from_geojson(&curbside_core::geo::toronto_wards_geojson(), &options).unwrap();
     let toronto = Jurisdiction::toronto();
     assert_eq!(toronto.wards().len(), 25);
     assert_eq!(validated.wards(), toronto.wards());

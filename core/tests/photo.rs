@@ -447,6 +447,26 @@ fn webp_gif_bmp_and_tiff_come_out_as_small_upright_metadata_free_jpegs() {
             "{name}"
         );
     }
+    // A WebP whose first EXIF chunk is 100 KB of zeros: not read (a JPEG's EXIF holds at most
+    // 64 KiB, and field counts inside could ask for gigabytes); the picture still comes out.
+    let real = format("DSCN0010.webp");
+    let mut hostile = b"RIFF\0\0\0\0WEBP".to_vec();
+    hostile.extend_from_slice(b"EXIF");
+    hostile.extend_from_slice(&100_000u32.to_le_bytes());
+    hostile.extend_from_slice(b"MM\0*\0\0\0\x08");
+    hostile.resize(hostile.len() + 100_000 - 8, 0);
+    hostile.extend_from_slice(&real[12..]);
+    let riff_len = (hostile.len() - 8) as u32;
+    hostile[4..8].copy_from_slice(&riff_len.to_le_bytes());
+    let started = Instant::now();
+    match photo::process(&hostile, &PhotoOptions::default()) {
+        Ok(out) => assert_eq!(out.location, None, "the oversized EXIF chunk was read"),
+        Err(PhotoError::Corrupt(_)) => {}
+        Err(e) => panic!("hostile WebP: {e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(photo::read_exif(&hostile).map(|f| f.location), Ok(None));
+
     // A BMP header claiming 20,000 × 20,000 pixels (400 MP) and carrying none.
     let mut bmp = b"BM".to_vec();
     bmp.extend_from_slice(&[0; 12]);

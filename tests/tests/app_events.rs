@@ -134,14 +134,48 @@ fn listeners_unread_news_and_sync_state_follow_a_request_through_the_city() {
         .all(|u| u.request_id == id && u.service_request_id.is_some()));
     assert_eq!(ana.draft(&id).unwrap().state, State::InProgress);
 
-    // Seen once, gone; a repeated sync brings no news twice.
+    // Seen once, gone (and heard, for badges); a repeated sync brings no news twice.
+    heard.take();
     assert_eq!(ana.mark_seen(&id).unwrap(), 2);
+    assert_eq!(heard.kinds_of(&id, Origin::Local), [ChangeKind::Seen]);
     assert_eq!(ana.mark_seen(&id).unwrap(), 0);
     ana.sync(&options(), &mut |_| {}).unwrap();
     assert!(ana.unread_updates(50).unwrap().is_empty());
 
     // The inspector's own status is not news to the inspector.
     assert!(ivy.unread_updates(50).unwrap().is_empty());
+
+    // Two inspectors: Ivy schedules it offline; Oli completes it later and syncs first. The
+    // resident hears "completed"; Ivy's older status arriving after is not news.
+    let oli = Store::open(dir.path().join("oli.db")).unwrap();
+    oli.register(
+        &server.url(),
+        &RegisterBody {
+            role: Some(Role::Inspector),
+            wards: vec!["10".into()],
+            admin_key: Some(ADMIN.into()),
+        },
+    )
+    .unwrap();
+    oli.sync(&options(), &mut |_| {}).unwrap();
+    ivy.set_status(&id, State::Scheduled, None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    oli.set_status(&id, State::Completed, Some("Filled"))
+        .unwrap();
+    oli.sync(&options(), &mut |_| {}).unwrap();
+    ana.sync(&options(), &mut |_| {}).unwrap();
+    ivy.sync(&options(), &mut |_| {}).unwrap();
+    ana.sync(&options(), &mut |_| {}).unwrap();
+    let statuses: Vec<State> = ana
+        .unread_updates(50)
+        .unwrap()
+        .into_iter()
+        .filter_map(|u| u.status)
+        .collect();
+    assert_eq!(statuses, [State::Completed]);
+    assert_eq!(ana.draft(&id).unwrap().state, State::Completed);
+    ana.mark_seen(&id).unwrap();
+    heard.take();
 
     // No network: the sync fails as offline, is recorded, and nothing waiting is lost.
     let note_id = ana.add_note(&id, "It is getting deeper", true).unwrap();

@@ -7,7 +7,7 @@ mod wards;
 
 pub use fix::{best_fix, Fix, WEAK_ACCURACY_M};
 pub use nearby::{nearby_linear, KnownRequest, NearbyHit, NearbyIndex, NearbyParams};
-pub use wards::{BoundaryOptions, Jurisdiction, Ward, TORONTO_WARDS_GEOJSON};
+pub use wards::{toronto_wards_geojson, BoundaryOptions, Jurisdiction, Ward};
 
 /// Metres in one degree of latitude (and of longitude at the equator), on a sphere of the
 /// Earth's mean radius.

@@ -15,9 +15,20 @@ use serde_json::Value;
 
 use super::GeoError;
 
-/// Toronto's 25 wards (2018 model), WGS84. Contains information licensed under the Open
-/// Government Licence – Toronto.
-pub const TORONTO_WARDS_GEOJSON: &str = include_str!("../../geo/toronto-wards-25.geojson");
+/// Toronto's 25 wards (2018 model), WGS84, gzipped by the build script. Contains information
+/// licensed under the Open Government Licence – Toronto.
+const TORONTO_WARDS_GZ: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/toronto-wards-25.geojson.gz"));
+
+/// Toronto's ward boundaries as GeoJSON (shipped gzipped; inflated here, a few milliseconds).
+pub fn toronto_wards_geojson() -> Vec<u8> {
+    use std::io::Read;
+    let mut json = Vec::with_capacity(TORONTO_WARDS_GZ.len() * 4);
+    flate2::read::GzDecoder::new(TORONTO_WARDS_GZ)
+        .read_to_end(&mut json)
+        .expect("the shipped ward boundaries inflate");
+    json
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ward {
@@ -183,7 +194,7 @@ impl Jurisdiction {
             validate: false,
             ..BoundaryOptions::new("AREA_S_CD", "AREA_NAME")
         };
-        Jurisdiction::from_geojson(TORONTO_WARDS_GEOJSON.as_bytes(), &options)
+        Jurisdiction::from_geojson(&toronto_wards_geojson(), &options)
             .expect("the shipped ward boundaries load")
     }
 

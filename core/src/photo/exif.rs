@@ -18,12 +18,20 @@ pub struct ExifFacts {
     pub captured_at: Option<OffsetDateTime>,
 }
 
+/// The most EXIF read: what one JPEG APP1 segment can hold.
+const MAX_EXIF_BYTES: usize = 64 * 1024;
+
 pub fn read(tiff: Option<&[u8]>) -> ExifFacts {
     let mut facts = ExifFacts {
         orientation: 1,
         ..ExifFacts::default()
     };
     let Some(tiff) = tiff else { return facts };
+    // A JPEG's APP1 segment holds at most 64 KiB; a block claiming more from another format is
+    // not read (field counts inside it could ask the reader for gigabytes).
+    if tiff.len() > MAX_EXIF_BYTES {
+        return facts;
+    }
     let Ok(exif) = Reader::new().read_raw(tiff.to_vec()) else {
         return facts;
     };

@@ -121,7 +121,7 @@ pub fn process(bytes: &[u8], options: &PhotoOptions) -> Result<Processed, PhotoE
             max: options.max_file_bytes,
         });
     }
-    let (mut picture, facts, source) = match sniff(bytes)? {
+    let (picture, facts, source) = match sniff(bytes)? {
         Format::Jpeg => decode_jpeg(bytes, options)?,
         Format::Png => decode_png(bytes, options)?,
         Format::Other(format) => decode_other(bytes, format, options)?,
@@ -157,7 +157,7 @@ pub fn process(bytes: &[u8], options: &PhotoOptions) -> Result<Processed, PhotoE
 pub fn read_exif(bytes: &[u8]) -> Result<ExifFacts, PhotoError> {
     match sniff(bytes)? {
         Format::Png => Ok(exif::read(None)),
-        Format::Other(format) => Ok(exif::read(exif_of(bytes, format))),
+        Format::Other(format) => Ok(facts_of(bytes, format, &PhotoOptions::default())),
         Format::Jpeg => {
             let mut decoder = jpeg_decoder::Decoder::new(bytes);
             decoder.read_info().map_err(corrupt)?;
@@ -321,24 +321,43 @@ fn decode_png(bytes: &[u8], options: &PhotoOptions) -> Result<Decoded, PhotoErro
     ))
 }
 
-/// The EXIF block of a format decoded by `image`, as TIFF-structured bytes: a TIFF file is one
-/// (its first directory holds the orientation, and points to the GPS one); a WebP file carries
-/// it in its `EXIF` chunk. GIF and BMP have none.
+/// The facts of a format decoded by `image`. A WebP file carries EXIF in its `EXIF` chunk (read
+/// like a JPEG's, within the same 64 KiB); a TIFF file is itself TIFF-structured, too large to
+/// hand to the EXIF reader whole, so only its orientation tag is read, by its decoder; GIF and
+/// BMP have none.
+fn facts_of(bytes: &[u8], format: image::ImageFormat, options: &PhotoOptions) -> ExifFacts {
+    match format {
+        image::ImageFormat::Tiff => {
+            use image::ImageDecoder;
+            let orientation = reader(bytes, format, options)
+                .into_decoder()
+                .and_then(|mut d| d.orientation())
+                .map(|o| o.to_exif())
+                .unwrap_or(1);
+            ExifFacts {
+                orientation,
+                ..exif::read(None)
+            }
+        }
+        _ => exif::read(exif_of(bytes, format)),
+    }
+}
+
+/// The `EXIF` chunk of a WebP file, as TIFF-structured bytes.
 fn exif_of(bytes: &[u8], format: image::ImageFormat) -> Option<&[u8]> {
     match format {
-        image::ImageFormat::Tiff => Some(bytes),
         image::ImageFormat::WebP => {
             let mut at = 12;
             while at + 8 <= bytes.len() {
                 let id = &bytes[at..at + 4];
                 let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
-                let body = bytes.get(at + 8..at + 8 + len)?;
+                let body = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
                 if id == b"EXIF" {
                     // Some writers keep the JPEG APP1 prefix.
                     return Some(body.strip_prefix(b"Exif\0\0").unwrap_or(body));
                 }
                 // Chunks are padded to an even length.
-                at += 8 + len + (len & 1);
+                at = at.checked_add(8 + len + (len & 1))?;
             }
             None
         }
@@ -346,32 +365,42 @@ fn exif_of(bytes: &[u8], format: image::ImageFormat) -> Option<&[u8]> {
     }
 }
 
+/// An `image` reader of `bytes` within the decoding budget.
+fn reader<'a>(
+    bytes: &'a [u8],
+    format: image::ImageFormat,
+    options: &PhotoOptions,
+) -> image::ImageReader<std::io::Cursor<&'a [u8]>> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(options.max_decode_bytes as u64);
+    reader.limits(limits);
+    reader
+}
+
 fn decode_other(
     bytes: &[u8],
     format: image::ImageFormat,
     options: &PhotoOptions,
 ) -> Result<Decoded, PhotoError> {
-    let reader = || {
-        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
-        let mut limits = image::Limits::default();
-        limits.max_alloc = Some(options.max_decode_bytes as u64);
-        reader.limits(limits);
-        reader
-    };
     // The header first: the pixel bound holds before a single pixel is decoded.
-    let (sw, sh) = reader().into_dimensions().map_err(corrupt)?;
+    let (sw, sh) = reader(bytes, format, options)
+        .into_dimensions()
+        .map_err(corrupt)?;
     check_pixels(sw, sh, options)?;
-    let decoded = reader().decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => PhotoError::TooLarge {
-            width: sw,
-            height: sh,
-            max_pixels: options.max_pixels,
-        },
-        e => corrupt(e),
-    })?;
+    let decoded = reader(bytes, format, options)
+        .decode()
+        .map_err(|e| match e {
+            image::ImageError::Limits(_) => PhotoError::TooLarge {
+                width: sw,
+                height: sh,
+                max_pixels: options.max_pixels,
+            },
+            e => corrupt(e),
+        })?;
     let (w, h) = (decoded.width(), decoded.height());
     let data = if decoded.color().has_alpha() {
-        pixels::rgba_over_white(decoded.to_rgba8().as_raw())
+        pixels::rgba_over_white(decoded.into_rgba8().as_raw())
     } else {
         decoded.into_rgb8().into_raw()
     };
@@ -384,7 +413,7 @@ fn decode_other(
             height: h,
             data,
         },
-        exif::read(exif_of(bytes, format)),
+        facts_of(bytes, format, options),
         (sw, sh),
     ))
 }
@@ -471,7 +500,7 @@ pub fn clean_upload(bytes: &[u8], options: &PhotoOptions) -> Result<Vec<u8>, Pho
     if !matches!(sniff(bytes)?, Format::Jpeg) {
         return Err(corrupt("an uploaded photo must be a JPEG"));
     }
-    let (mut picture, facts, _) = decode_jpeg(bytes, options)?;
+    let (picture, facts, _) = decode_jpeg(bytes, options)?;
     let (w, h) = fit(picture.width, picture.height, options.max_edge);
     let picture = if (w, h) == (picture.width, picture.height) {
         picture

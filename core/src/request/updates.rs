@@ -1,14 +1,17 @@
 //! The city's news about the user's own requests — a new status, a public note — kept until the
 //! user has seen it: what a notification or an unread badge shows. Recorded as pulled changes
-//! are applied, once per change (a change pulled again after a full resync stays as it was).
+//! are applied, once per change (a change pulled again after a full resync stays as it was); a
+//! status only when it is the one in force (an inspector's late sync of an older status is not
+//! news), a note until it is retracted.
 
 use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use super::Env;
 use crate::error::Result;
-use crate::sync::Change;
-use crate::vocab::{FieldValue, State};
+use crate::sql::{self, Key};
+use crate::sync::{log, Change};
+use crate::vocab::{Field, FieldValue, State};
 
 /// One piece of news about one of the user's requests.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,29 +31,42 @@ pub struct Update {
 /// Records the pulled changes that are news to the user: statuses and public notes written on
 /// another replica, about requests this device created. Bounded by the page.
 pub(crate) fn record(tx: &Transaction, env: Env, changes: &[Change]) -> Result<()> {
+    let news_from: i64 = sql::get_num(tx, Key::NEWS_FROM, i64::MIN)?;
     let mut own = tx.prepare_cached("SELECT 1 FROM requests WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO updates (change_id, request_id, at, status, note)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO updates (change_id, request_id, at, status, note, note_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let mut retract = tx.prepare_cached("DELETE FROM updates WHERE note_id = ?1")?;
     for c in changes {
         if c.replica() == env.replica {
             continue;
         }
         let (status, note) = match &c.value {
-            FieldValue::Status(s) => (Some(s.as_str()), None),
-            FieldValue::Note(n) if n.public => (None, Some(n.text.as_str())),
+            FieldValue::Status(s) => (Some(*s), None),
+            FieldValue::Note(n) if n.public => (None, Some(n)),
+            FieldValue::NoteRetract(id) => {
+                retract.execute([id])?;
+                continue;
+            }
             _ => continue,
         };
-        if !own.exists([&c.request_id])? {
+        if (c.hlc.ms() as i64) < news_from || !own.exists([&c.request_id])? {
             continue;
+        }
+        if let Some(s) = status {
+            let current = log::current(tx, &c.request_id, &[Field::Status])?;
+            if current.get(&Field::Status) != Some(&FieldValue::Status(s)) {
+                continue;
+            }
         }
         insert.execute(params![
             c.id.to_string(),
             c.request_id,
             c.hlc.ms() as i64,
-            status,
-            note
+            status.map(|s| s.as_str()),
+            note.map(|n| n.text.as_str()),
+            note.map(|n| n.id.as_str()),
         ])?;
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! Telling the app what changed: after each commit — the user's own edits and changes that
 //! arrive by sync alike — every registered [`Listener`] hears which requests changed and how,
 //! so a screen re-reads only those. Listeners are called after the transaction has committed
-//! and outside every lock, on the thread that wrote; one that panics is dropped from that call
-//! and the others still hear.
+//! and outside every lock, on the thread that wrote, once the store's own indexes are up to
+//! date; one that panics is dropped from that call and the others still hear.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +37,8 @@ pub enum ChangeKind {
     Priority,
     Duplicate,
     ExpectedDate,
+    /// The user saw the request's news (its unread count is now zero).
+    Seen,
 }
 
 impl ChangeKind {

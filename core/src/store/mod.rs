@@ -389,8 +389,9 @@ impl Store {
         let (id, env) = (id_of(id)?, self.env());
         let jurisdiction = self.jurisdiction();
         self.write(|tx| request::submit(tx, &self.definitions, &jurisdiction, env, &id))?;
+        self.reindex(&id)?;
         self.tell(&id, ChangeKind::Submitted);
-        self.reindex(&id)
+        Ok(())
     }
 
     /// Takes a queued request back to a draft so it can be edited.
@@ -405,8 +406,9 @@ impl Store {
     pub fn delete_draft(&self, id: &str) -> Result<()> {
         let id = id_of(id)?;
         self.write(|tx| request::delete(tx, &id))?;
+        self.reindex(&id)?;
         self.tell(&id, ChangeKind::Deleted);
-        self.reindex(&id)
+        Ok(())
     }
 
     // ---- photos ----
@@ -468,8 +470,9 @@ impl Store {
     pub fn mark_rejected(&self, id: &str, reason: &str) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
         self.write(|tx| request::refuse(tx, env, &id, reason))?;
+        self.reindex(&id)?;
         self.tell_from(Origin::Sync, &id, ChangeKind::Rejected);
-        self.reindex(&id)
+        Ok(())
     }
 
     pub fn mark_accepted(&self, id: &str, service_request_id: &str) -> Result<()> {
@@ -483,8 +486,9 @@ impl Store {
     pub fn apply_server_status(&self, id: &str, status: State, note: Option<&str>) -> Result<()> {
         let (id, env) = (id_of(id)?, self.env());
         self.write(|tx| request::learned_status(tx, env, &id, status, note))?;
+        self.reindex(&id)?;
         self.tell_from(Origin::Sync, &id, ChangeKind::Status);
-        self.reindex(&id)
+        Ok(())
     }
 
     // ---- news and listeners ----
@@ -499,7 +503,11 @@ impl Store {
     /// unseen.
     pub fn mark_seen(&self, id: &str) -> Result<usize> {
         let id = id_of(id)?;
-        self.write(|tx| request::mark_seen(tx, &id.to_string()))
+        let seen = self.write(|tx| request::mark_seen(tx, &id.to_string()))?;
+        if seen > 0 {
+            self.tell(&id, ChangeKind::Seen);
+        }
+        Ok(seen)
     }
 
     /// Registers `listener` to hear about every later commit that changes requests.

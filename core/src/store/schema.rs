@@ -216,10 +216,18 @@ CREATE TABLE updates (
     at         INTEGER NOT NULL,
     status     TEXT,
     note       TEXT,
+    -- A note's id, so that its retraction takes it back.
+    note_id    TEXT,
     seen       INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX updates_unseen ON updates (request_id) WHERE seen = 0;
-CREATE INDEX updates_of ON updates (request_id);";
+CREATE INDEX updates_of ON updates (request_id);
+CREATE INDEX updates_by_note ON updates (note_id) WHERE note_id IS NOT NULL;
+-- A device upgraded with requests already sent has seen their news so far: a full resync
+-- that pulls their history again must not bring it back as new.
+INSERT INTO meta (key, value)
+    SELECT 'news_from', CAST(strftime('%s', 'now') AS INTEGER) * 1000
+    WHERE EXISTS (SELECT 1 FROM requests WHERE lifecycle != 'draft');";
 
 /// The ladder: step `v` moves the schema from version `v` to `v + 1`.
 pub const LADDER: [Step; VERSION as usize] = [

@@ -202,9 +202,9 @@ impl Store {
     pub fn apply_changes(&self, changes: &[Change]) -> Result<ApplyReport> {
         let env = self.env();
         let (report, touched) = self.write(|tx| request::apply_pulled(tx, env, changes, &[]))?;
+        self.reindex_touched(touched)?;
         self.listeners
             .notify(&RequestEvent::of_changes(changes, Origin::Sync));
-        self.reindex_touched(touched)?;
         Ok(report)
     }
 
@@ -225,8 +225,9 @@ impl Store {
         let event = RequestEvent::of_values(&id, Origin::Local, &values);
         let env = self.env();
         let touched = self.write(|tx| request::shared_edit(tx, env, inspector, &id, values))?;
+        self.reindex_touched(touched)?;
         self.listeners.notify(&[event]);
-        self.reindex_touched(touched)
+        Ok(())
     }
 
     fn note(&self, author: &str, text: &str, public: bool, status: Option<Status>) -> Note {
@@ -401,6 +402,7 @@ impl Replica for Store {
             }
             Ok(touched)
         })?;
+        self.reindex_touched(touched)?;
         if self.listeners.any() {
             let mut heard = RequestEvent::of_changes(&answer.changes, Origin::Sync);
             let numbered = answer
@@ -410,7 +412,7 @@ impl Replica for Store {
             events::merge(&mut heard, numbered.collect());
             self.listeners.notify(&heard);
         }
-        self.reindex_touched(touched)
+        Ok(())
     }
 
     fn set_clock_offset(&self, offset_ms: i64, refused_at: Option<i64>) -> Result<usize> {
@@ -434,12 +436,13 @@ impl Replica for Store {
     fn reject(&self, request_id: &RequestId, reason: &str) -> Result<()> {
         let env = self.env();
         self.write(|tx| request::reject(tx, env, request_id, reason))?;
+        self.reindex(request_id)?;
         self.listeners.notify(&[RequestEvent::new(
             request_id,
             Origin::Sync,
             ChangeKind::Rejected,
         )]);
-        self.reindex(request_id)
+        Ok(())
     }
 
     fn pending_count(&self) -> Result<u64> {

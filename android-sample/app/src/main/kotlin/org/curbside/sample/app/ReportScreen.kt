@@ -1,0 +1,122 @@
+package org.curbside.sample.app
+
+import android.annotation.SuppressLint
+import android.graphics.Bitmap
+import android.graphics.ImageDecoder
+import android.net.Uri
+import androidx.activity.compose.rememberLauncherForActivityResult
+import androidx.activity.result.PickVisualMediaRequest
+import androidx.activity.result.contract.ActivityResultContracts
+import androidx.compose.foundation.clickable
+import androidx.compose.foundation.layout.Column
+import androidx.compose.foundation.layout.Row
+import androidx.compose.foundation.rememberScrollState
+import androidx.compose.foundation.verticalScroll
+import androidx.compose.material3.Button
+import androidx.compose.material3.Checkbox
+import androidx.compose.material3.OutlinedTextField
+import androidx.compose.material3.RadioButton
+import androidx.compose.material3.Text
+import androidx.compose.runtime.Composable
+import androidx.compose.runtime.LaunchedEffect
+import androidx.compose.runtime.collectAsState
+import androidx.compose.runtime.getValue
+import androidx.compose.ui.Modifier
+import androidx.compose.ui.platform.LocalContext
+import com.google.android.gms.location.LocationServices
+import com.google.android.gms.location.Priority
+import kotlinx.coroutines.launch
+import org.curbside.Attribute
+import org.curbside.Datatype
+import org.curbside.Location
+import org.curbside.LocationSource
+import java.io.ByteArrayOutputStream
+
+/**
+ * The report screen: service picker, the form generated from the definition, a photo from the
+ * camera or gallery (decoded by the platform and handed over as JPEG), the location with its
+ * accuracy and a map-pin fallback when the fix is weak, the duplicate hint before sending.
+ */
+@Composable
+fun ReportScreen(model: ReportScreenModel, modifier: Modifier = Modifier, submitted: () -> Unit) {
+    val state by model.logic.state.collectAsState()
+    val context = LocalContext.current
+    LaunchedEffect(Unit) { model.logic.load() }
+    val pickPhoto = rememberLauncherForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri: Uri? ->
+        if (uri != null) model.scope.launch { model.logic.photo(jpegOf(context, uri)) }
+    }
+    Column(modifier.verticalScroll(rememberScrollState())) {
+        Text("What is the problem?")
+        for (service in state.services) {
+            Row(Modifier.clickable { model.scope.launch { model.logic.choose(service.code) } }) {
+                RadioButton(selected = state.service?.code == service.code, onClick = null)
+                Text(service.name)
+            }
+        }
+        state.service?.let { Text(it.standard) }
+        state.definition?.attributes?.forEach { attribute ->
+            AttributeInput(attribute, state.draft?.attributes?.get(attribute.code) ?: emptyList()) { values ->
+                model.scope.launch { model.logic.answer(attribute.code, values) }
+            }
+        }
+        Button(onClick = { pickPhoto.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly)) }) {
+            Text("Add a photo")
+        }
+        state.draft?.location?.let { at ->
+            Text("Location: %.5f, %.5f%s".format(at.lat, at.lon, at.accuracyM?.let { " ± ${it.toInt()} m" } ?: ""))
+        }
+        Button(onClick = { currentFix(context) { fix -> model.scope.launch { model.logic.located(fix) } } }) {
+            Text("Use my location")
+        }
+        if (state.needsPin) {
+            // A map view goes here (Maps Compose); the pin's centre is passed on as a map pin.
+            Text("The location is weak: place the pin on the map.")
+        }
+        if (state.duplicates.isNotEmpty()) {
+            Text("Already reported nearby? ${state.duplicates.size} open report(s) within ${state.duplicates.maxOf { it.distanceM }.toInt()} m")
+        }
+        for (problem in state.problems) Text(problem.message)
+        Button(onClick = {
+            model.scope.launch { if (model.logic.submit()) submitted() }
+        }, enabled = state.draft != null) { Text("Send") }
+    }
+}
+
+@Composable
+private fun AttributeInput(attribute: Attribute, answer: List<String>, changed: (List<String>) -> Unit) {
+    Text(attribute.description)
+    if (!attribute.variable) return
+    when (attribute.datatype) {
+        Datatype.SINGLE_VALUE_LIST -> attribute.values.forEach { v ->
+            Row(Modifier.clickable { changed(listOf(v.key)) }) {
+                RadioButton(selected = v.key in answer, onClick = null); Text(v.name)
+            }
+        }
+        Datatype.MULTI_VALUE_LIST -> attribute.values.forEach { v ->
+            Row(Modifier.clickable { changed(if (v.key in answer) answer - v.key else answer + v.key) }) {
+                Checkbox(checked = v.key in answer, onCheckedChange = null); Text(v.name)
+            }
+        }
+        else -> OutlinedTextField(value = answer.firstOrNull() ?: "", onValueChange = { changed(listOf(it)) })
+    }
+}
+
+/** The platform decodes HEIF and the rest; the bindings get JPEG. */
+private fun jpegOf(context: android.content.Context, uri: Uri): ByteArray {
+    val bitmap = ImageDecoder.decodeBitmap(ImageDecoder.createSource(context.contentResolver, uri))
+    return ByteArrayOutputStream().use { out ->
+        bitmap.compress(Bitmap.CompressFormat.JPEG, 92, out)
+        out.toByteArray()
+    }
+}
+
+@SuppressLint("MissingPermission") // asked for by the activity before this screen shows
+private fun currentFix(context: android.content.Context, done: (Location) -> Unit) {
+    LocationServices.getFusedLocationProviderClient(context)
+        .getCurrentLocation(Priority.PRIORITY_HIGH_ACCURACY, null)
+        .addOnSuccessListener { fix ->
+            if (fix != null) {
+                done(Location(fix.latitude, fix.longitude, fix.accuracy.toDouble(), LocationSource.GPS))
+            }
+        }
+}

@@ -1,0 +1,29 @@
+// One location fix with its accuracy; the report screen asks for a map pin when it is weak.
+import CoreLocation
+
+final class LocationProvider: NSObject, ObservableObject, CLLocationManagerDelegate {
+    private let manager = CLLocationManager()
+    private var pending: ((Double, Double, Double) -> Void)?
+
+    override init() {
+        super.init()
+        manager.delegate = self
+        manager.desiredAccuracy = kCLLocationAccuracyBest
+    }
+
+    func request(_ done: @escaping (Double, Double, Double) -> Void) {
+        pending = done
+        manager.requestWhenInUseAuthorization()
+        manager.requestLocation()
+    }
+
+    func locationManager(_ manager: CLLocationManager, didUpdateLocations locations: [CLLocation]) {
+        guard let fix = locations.last else { return }
+        pending?(fix.coordinate.latitude, fix.coordinate.longitude, fix.horizontalAccuracy)
+        pending = nil
+    }
+
+    func locationManager(_ manager: CLLocationManager, didFailWithError error: Error) {
+        pending = nil
+    }
+}
