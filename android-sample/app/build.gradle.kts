@@ -13,6 +13,7 @@ android {
         targetSdk = 35
         versionCode = 1
         versionName = "0.1"
+        manifestPlaceholders["MAPS_API_KEY"] = providers.gradleProperty("MAPS_API_KEY").getOrElse("")
     }
     buildFeatures { compose = true }
     // scripts/build-android.sh writes libcurbside_ffi.so for arm64-v8a, armeabi-v7a and x86_64.
@@ -35,4 +36,6 @@ dependencies {
     implementation("androidx.lifecycle:lifecycle-runtime-compose:2.8.7")
     implementation("androidx.work:work-runtime-ktx:2.10.0")
     implementation("com.google.android.gms:play-services-location:21.3.0")
+    // The map-pin fallback; the Maps API key goes in local.properties (MAPS_API_KEY).
+    implementation("com.google.maps.android:maps-compose:6.4.1")
 }

@@ -8,8 +8,11 @@ import androidx.activity.compose.rememberLauncherForActivityResult
 import androidx.activity.result.PickVisualMediaRequest
 import androidx.activity.result.contract.ActivityResultContracts
 import androidx.compose.foundation.clickable
+import androidx.compose.foundation.layout.Box
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
+import androidx.compose.foundation.layout.fillMaxWidth
+import androidx.compose.foundation.layout.height
 import androidx.compose.foundation.rememberScrollState
 import androidx.compose.foundation.verticalScroll
 import androidx.compose.material3.Button
@@ -21,8 +24,14 @@ import androidx.compose.runtime.Composable
 import androidx.compose.runtime.LaunchedEffect
 import androidx.compose.runtime.collectAsState
 import androidx.compose.runtime.getValue
+import androidx.compose.ui.Alignment
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.platform.LocalContext
+import androidx.compose.ui.unit.dp
+import com.google.android.gms.maps.model.CameraPosition
+import com.google.android.gms.maps.model.LatLng
+import com.google.maps.android.compose.GoogleMap
+import com.google.maps.android.compose.rememberCameraPositionState
 import com.google.android.gms.location.LocationServices
 import com.google.android.gms.location.Priority
 import kotlinx.coroutines.launch
@@ -42,6 +51,10 @@ fun ReportScreen(model: ReportScreenModel, modifier: Modifier = Modifier, submit
     val state by model.logic.state.collectAsState()
     val context = LocalContext.current
     LaunchedEffect(Unit) { model.logic.load() }
+    // Location is asked for when the person asks to use it, not at start.
+    val askLocation = rememberLauncherForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
+        if (granted) currentFix(context) { fix -> model.scope.launch { model.logic.located(fix) } }
+    }
     val pickPhoto = rememberLauncherForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri: Uri? ->
         if (uri != null) model.scope.launch { model.logic.photo(jpegOf(context, uri)) }
     }
@@ -65,12 +78,22 @@ fun ReportScreen(model: ReportScreenModel, modifier: Modifier = Modifier, submit
         state.draft?.location?.let { at ->
             Text("Location: %.5f, %.5f%s".format(at.lat, at.lon, at.accuracyM?.let { " ± ${it.toInt()} m" } ?: ""))
         }
-        Button(onClick = { currentFix(context) { fix -> model.scope.launch { model.logic.located(fix) } } }) {
+        Button(onClick = { askLocation.launch(android.Manifest.permission.ACCESS_FINE_LOCATION) }) {
             Text("Use my location")
         }
         if (state.needsPin) {
-            // A map view goes here (Maps Compose); the pin's centre is passed on as a map pin.
-            Text("The location is weak: place the pin on the map.")
+            // The map opens on the fix (or City Hall); the cross marks where the pin goes.
+            val start = state.draft?.location?.let { LatLng(it.lat, it.lon) } ?: LatLng(43.6532, -79.3832)
+            val camera = rememberCameraPositionState { position = CameraPosition.fromLatLngZoom(start, 17f) }
+            Text("The location is weak: move the map so the problem is under the cross.")
+            Box(Modifier.fillMaxWidth().height(240.dp)) {
+                GoogleMap(modifier = Modifier.matchParentSize(), cameraPositionState = camera)
+                Text("+", Modifier.align(Alignment.Center))
+            }
+            Button(onClick = {
+                val at = camera.position.target
+                model.scope.launch { model.logic.pin(at.latitude, at.longitude) }
+            }) { Text("Put the pin here") }
         }
         if (state.duplicates.isNotEmpty()) {
             Text("Already reported nearby? ${state.duplicates.size} open report(s) within ${state.duplicates.maxOf { it.distanceM }.toInt()} m")
@@ -110,7 +133,7 @@ private fun jpegOf(context: android.content.Context, uri: Uri): ByteArray {
     }
 }
 
-@SuppressLint("MissingPermission") // asked for by the activity before this screen shows
+@SuppressLint("MissingPermission") // called once the permission is granted
 private fun currentFix(context: android.content.Context, done: (Location) -> Unit) {
     LocationServices.getFusedLocationProviderClient(context)
         .getCurrentLocation(Priority.PRIORITY_HIGH_ACCURACY, null)
