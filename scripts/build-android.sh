@@ -3,7 +3,7 @@
 # cargo-ndk into target/android/jniLibs/<abi>/, and the generated Kotlin into
 # target/android/kotlin/ (android-sample's modules read both). As mozilla/application-services
 # does: one Rust library per app ("megazord"), the release-ffi profile (LTO, one codegen unit,
-# stripped), bindings generated from the built library so they match it exactly.
+# stripped), bindings generated from a host build of the same source.
 #
 # Needs on a developer's machine: the Android NDK (ANDROID_NDK_HOME, r26 or newer), cargo-ndk
 # (`cargo install cargo-ndk`), and the three Rust targets (`rustup target add aarch64-linux-android
@@ -18,16 +18,19 @@ OUT=target/android
 PROFILE=release-ffi
 ABIS=(arm64-v8a armeabi-v7a x86_64)
 
+# The bindings come from a host build of the same source: the release libraries are stripped,
+# and with their symbols goes the metadata uniffi-bindgen reads (the checksums the bindings
+# check at load are the same on every target).
 bindings() {
-  local lib=$1
+  cargo build -q -p curbside-ffi
   rm -rf "$OUT/kotlin"
-  cargo run -q -p uniffi-bindgen -- generate "$lib" --language kotlin --no-format --out-dir "$OUT/kotlin" >/dev/null
+  cargo run -q -p uniffi-bindgen -- generate target/debug/libcurbside_ffi.so --language kotlin \
+    --no-format --out-dir "$OUT/kotlin" >/dev/null
   echo "build-android: Kotlin bindings in $OUT/kotlin"
 }
 
 if [ "${1:-}" = "--bindings-only" ]; then
-  cargo build -q -p curbside-ffi
-  bindings target/debug/libcurbside_ffi.so
+  bindings
   exit 0
 fi
 
@@ -47,7 +50,7 @@ args=()
 for abi in "${ABIS[@]}"; do args+=(-t "$abi"); done
 # API 26: the sample's minSdk.
 cargo ndk "${args[@]}" --platform 26 -o "$OUT/jniLibs" build --profile "$PROFILE" -p curbside-ffi --locked
-bindings "$OUT/jniLibs/arm64-v8a/libcurbside_ffi.so"
+bindings
 for abi in "${ABIS[@]}"; do
   printf 'build-android: %-12s %s bytes\n' "$abi" "$(stat -c %s "$OUT/jniLibs/$abi/libcurbside_ffi.so")"
 done

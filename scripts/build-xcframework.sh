@@ -19,10 +19,14 @@ OUT=target/ios
 PROFILE=release-ffi
 NAME=CurbsideFFI
 
+# The bindings come from a host build of the same source: the release libraries are stripped,
+# and with their symbols goes the metadata uniffi-bindgen reads (the checksums the bindings
+# check at load are the same on every target).
 bindings() {
-  local lib=$1
+  cargo build -q -p curbside-ffi
   rm -rf "$OUT/swift"
-  cargo run -q -p uniffi-bindgen -- generate "$lib" --language swift --no-format --out-dir "$OUT/swift" >/dev/null
+  cargo run -q -p uniffi-bindgen -- generate target/debug/libcurbside_ffi.so --language swift \
+    --no-format --out-dir "$OUT/swift" >/dev/null
   # The module map names the header of the framework's module.
   cat >"$OUT/swift/module.modulemap" <<MAP
 module $NAME {
@@ -36,8 +40,7 @@ MAP
 }
 
 if [ "${1:-}" = "--bindings-only" ]; then
-  cargo build -q -p curbside-ffi
-  bindings target/debug/libcurbside_ffi.so
+  bindings
   exit 0
 fi
 
@@ -52,8 +55,7 @@ for t in "${targets[@]}"; do
 done
 lib() { echo "target/$1/$PROFILE/libcurbside_ffi.a"; }
 
-# The bindings come from the device library's metadata, so they match what is linked.
-bindings "$(lib aarch64-apple-ios)"
+bindings
 
 rm -rf "$OUT/$NAME.xcframework" "$OUT/staging"
 for slice in ios ios-simulator; do

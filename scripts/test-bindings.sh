@@ -48,7 +48,8 @@ run "kotlin scenario (live server, through the sample's layer)" "$KOTLINC" -nowa
   -classpath "$OUT/sample.jar:$OUT/curbside.jar:$KT_CP" -J-ea -J-Djna.library.path=target/debug \
   -script bindings/tests/bindings/scenario.kts
 run "packaging: build-android.sh and build-xcframework.sh generate the bindings the samples read" \
-  sh -c './scripts/build-android.sh --bindings-only && ./scripts/build-xcframework.sh --bindings-only'
+  sh -c 'bash -n scripts/build-android.sh && bash -n scripts/build-xcframework.sh &&
+    ./scripts/build-android.sh --bindings-only && ./scripts/build-xcframework.sh --bindings-only'
 run "swift bindings: C header compiles, links and matches" python3 bindings/tests/bindings/swift_header_check.py "$OUT" target/debug
 run "swift sample and scenario: parsed, binding symbols and labels exist (not compiled)" \
   .tools/venv/bin/python scripts/check-swift.py target/ios/swift/Curbside.swift ios-sample/App \
