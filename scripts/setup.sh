@@ -30,6 +30,13 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The Android target's standard library, to type-check the bindings' JNI entry point
+# (bindings/android-check); rustup fetches it. Without it that one check says it was skipped.
+if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-linux-android$'; then
+  rustup target add aarch64-linux-android >/dev/null 2>&1 ||
+    echo "setup: could not add the aarch64-linux-android target (the Android JNI check will be skipped)"
+fi
+
 if [ ! -x .tools/node_modules/kotlin-compiler/bin/kotlinc ]; then
   echo "setup: installing kotlinc $KOTLIN_VERSION (npm kotlin-compiler) into .tools/"
   npm install --silent --no-audit --no-fund --prefix .tools "kotlin-compiler@$KOTLIN_VERSION" >/dev/null

@@ -50,6 +50,15 @@ run "kotlin scenario (live server, through the sample's layer)" "$KOTLINC" -nowa
 run "packaging: build-android.sh and build-xcframework.sh generate the bindings the samples read" \
   sh -c 'bash -n scripts/build-android.sh && bash -n scripts/build-xcframework.sh &&
     ./scripts/build-android.sh --bindings-only && ./scripts/build-xcframework.sh --bindings-only'
+android_jni_check() {
+  if ! rustup target list --installed | grep -q '^aarch64-linux-android$'; then
+    echo "SKIPPED: the aarch64-linux-android target is not installed (scripts/setup.sh could not add it)"
+    return 0
+  fi
+  CARGO_TARGET_DIR=target/android-check cargo check -q --manifest-path bindings/android-check/Cargo.toml \
+    --target aarch64-linux-android
+}
+run "android: the bindings' JNI entry point (TLS verifier) type-checks for aarch64-linux-android" android_jni_check
 run "swift bindings: C header compiles, links and matches" python3 bindings/tests/bindings/swift_header_check.py "$OUT" target/debug
 run "swift sample and scenario: parsed, binding symbols and labels exist (not compiled)" \
   .tools/venv/bin/python scripts/check-swift.py target/ios/swift/Curbside.swift ios-sample/App \

@@ -4,6 +4,26 @@ plugins {
     id("org.jetbrains.kotlin.plugin.compose")
 }
 
+/** The version of rustls-platform-verifier-android in the workspace's Cargo.lock: its Kotlin
+ *  half must be the same version as the Rust half linked into libcurbside_ffi.so. */
+abstract class RustlsVersion : ValueSource<String, RustlsVersion.Params> {
+    interface Params : ValueSourceParameters {
+        val lockFile: RegularFileProperty
+    }
+
+    override fun obtain(): String {
+        val lines = parameters.lockFile.get().asFile.readLines()
+        val at = lines.indexOfFirst { it.trim() == "name = \"rustls-platform-verifier-android\"" }
+        check(at >= 0) { "rustls-platform-verifier-android is not in Cargo.lock" }
+        return lines.drop(at + 1).first { it.trimStart().startsWith("version = ") }
+            .substringAfter('"').substringBefore('"')
+    }
+}
+
+val rustlsVerifierVersion = providers.of(RustlsVersion::class.java) {
+    parameters.lockFile.set(rootProject.layout.projectDirectory.file("../Cargo.lock"))
+}
+
 android {
     namespace = "org.curbside.sample.app"
     compileSdk = 35
@@ -16,8 +36,16 @@ android {
         manifestPlaceholders["MAPS_API_KEY"] = providers.gradleProperty("MAPS_API_KEY").getOrElse("")
     }
     buildFeatures { compose = true }
-    // scripts/build-android.sh writes libcurbside_ffi.so for arm64-v8a, armeabi-v7a and x86_64.
+    // scripts/build-android.sh writes libcurbside_ffi.so for arm64-v8a, armeabi-v7a and x86_64;
+    // CurbsideTls.kt (bindings/android) hands the library's TLS verifier the app's Context.
     sourceSets["main"].jniLibs.srcDir("../../target/android/jniLibs")
+    sourceSets["main"].java.srcDir("../../bindings/android")
+    buildTypes {
+        release {
+            isMinifyEnabled = true
+            proguardFiles(getDefaultProguardFile("proguard-android-optimize.txt"), "proguard-rules.pro")
+        }
+    }
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
@@ -38,4 +66,5 @@ dependencies {
     implementation("com.google.android.gms:play-services-location:21.3.0")
     // The map-pin fallback; the Maps API key goes in local.properties (MAPS_API_KEY).
     implementation("com.google.maps.android:maps-compose:6.4.1")
+    implementation("rustls:rustls-platform-verifier:${rustlsVerifierVersion.get()}")
 }

@@ -4,6 +4,8 @@
 //! and block: call them off the UI thread (docs/embedding.md). Types are re-declared here as
 //! records so the core stays free of FFI concerns.
 
+#[cfg(target_os = "android")]
+mod android;
 mod background;
 mod error;
 mod logging;

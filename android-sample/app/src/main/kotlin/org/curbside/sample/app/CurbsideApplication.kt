@@ -3,6 +3,7 @@ package org.curbside.sample.app
 import android.app.Application
 import android.util.Log
 import org.curbside.CurbsideStore
+import org.curbside.CurbsideTls
 import org.curbside.LogLevel
 import org.curbside.LogSink
 import org.curbside.sample.CurbsideRepository
@@ -16,6 +17,8 @@ class CurbsideApplication : Application() {
 
     override fun onCreate() {
         super.onCreate()
+        // Before any sync: the library's HTTPS verifies certificates with Android's verifier.
+        CurbsideTls.init(this)
         setLogSink(object : LogSink {
             override fun log(level: LogLevel, target: String, message: String) {
                 // The library's lines carry counts and ids, never what a person typed.
