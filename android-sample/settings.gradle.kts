@@ -8,6 +8,10 @@ pluginManagement {
         gradlePluginPortal()
     }
 }
+plugins {
+    // Fetches the JDK 17 toolchain `shared` asks for when the machine has another.
+    id("org.gradle.toolchains.foojay-resolver-convention") version "0.9.0"
+}
 dependencyResolutionManagement {
     repositories {
         google()

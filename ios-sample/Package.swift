@@ -13,7 +13,7 @@ let package = Package(
     ],
     targets: [
         .binaryTarget(name: "CurbsideFFI", path: "../target/ios/CurbsideFFI.xcframework"),
-        .target(name: "Curbside", dependencies: ["CurbsideFFI"], path: "Sources/Curbside"),
+        .target(name: "Curbside", dependencies: ["CurbsideFFI"], path: "Sources/Curbside", exclude: ["README.md"]),
         .target(name: "CurbsideSample", dependencies: ["Curbside"], path: "Sources/CurbsideSample"),
     ]
 )

@@ -25,7 +25,7 @@ ForEach Form HStack ISO8601DateFormatter Identifiable Int Label List MKCoordinat
 MKCoordinateSpan Map Menu NSLock NSObject ObservableObject PHPickerConfiguration PHPickerResult
 PHPickerViewController PHPickerViewControllerDelegate Picker ProcessInfo Scene Section Sendable
 Spacer StateObject State String TabView Task Text TextField Toggle UIViewControllerRepresentable
-URL UTType UInt32 UInt64 VStack View WindowGroup Void Published MainActor Toggle TimeInterval
+URL UTType UInt32 UInt64 VStack View WindowGroup Void Published MainActor Toggle TimeInterval Package
 """.split())
 
 # Variables that hold a CurbsideStore in the sample and the scenario.

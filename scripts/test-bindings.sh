@@ -61,7 +61,7 @@ android_jni_check() {
 run "android: the bindings' JNI entry point (TLS verifier) type-checks for aarch64-linux-android" android_jni_check
 run "swift bindings: C header compiles, links and matches" python3 bindings/tests/bindings/swift_header_check.py "$OUT" target/debug
 run "swift sample and scenario: parsed, binding symbols and labels exist (not compiled)" \
-  .tools/venv/bin/python scripts/check-swift.py target/ios/swift/Curbside.swift ios-sample/App \
+  .tools/venv/bin/python scripts/check-swift.py target/ios/swift/Curbside.swift ios-sample/Package.swift ios-sample/App \
   ios-sample/Sources/CurbsideSample bindings/tests/bindings/scenario.swift
 
 echo "bindings: $passed passed, $failed failed"

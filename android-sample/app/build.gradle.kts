@@ -29,13 +29,22 @@ android {
     compileSdk = 35
     defaultConfig {
         applicationId = "org.curbside.sample"
-        minSdk = 26
+        // 28: ImageDecoder (HEIF photos decoded by the platform).
+        minSdk = 28
         targetSdk = 35
         versionCode = 1
         versionName = "0.1"
-        manifestPlaceholders["MAPS_API_KEY"] = providers.gradleProperty("MAPS_API_KEY").getOrElse("")
+        val local = java.util.Properties().apply {
+            rootProject.file("local.properties").takeIf { it.exists() }?.inputStream()?.use { load(it) }
+        }
+        // The Maps key and the city's server, from local.properties (not committed).
+        manifestPlaceholders["MAPS_API_KEY"] = local.getProperty("MAPS_API_KEY", "")
+        buildConfigField("String", "CURBSIDE_SERVER", "\"${local.getProperty("CURBSIDE_SERVER", "https://311.example.org")}\"")
     }
-    buildFeatures { compose = true }
+    buildFeatures {
+        compose = true
+        buildConfig = true
+    }
     // scripts/build-android.sh writes libcurbside_ffi.so for arm64-v8a, armeabi-v7a and x86_64;
     // CurbsideTls.kt (bindings/android) hands the library's TLS verifier the app's Context.
     sourceSets["main"].jniLibs.srcDir("../../target/android/jniLibs")
@@ -64,7 +73,7 @@ dependencies {
     implementation("androidx.lifecycle:lifecycle-runtime-compose:2.8.7")
     implementation("androidx.work:work-runtime-ktx:2.10.0")
     implementation("com.google.android.gms:play-services-location:21.3.0")
-    // The map-pin fallback; the Maps API key goes in local.properties (MAPS_API_KEY).
+    // The map-pin fallback; the Maps API key goes in local.properties (MAPS_API_KEY=…).
     implementation("com.google.maps.android:maps-compose:6.4.1")
     implementation("rustls:rustls-platform-verifier:${rustlsVerifierVersion.get()}")
 }

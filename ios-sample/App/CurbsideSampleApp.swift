@@ -14,6 +14,7 @@ struct CurbsideSampleApp: App {
             let repo = try CurbsideRepository.inAppSupport()
             BackgroundSync.register(repo: repo)
             BackgroundSync.schedule()
+            Task.detached { try? await repo.ensureRegistered() }
             self.repo = repo
             failure = nil
         } catch {
@@ -32,6 +33,7 @@ struct CurbsideSampleApp: App {
         }
     }
 
+    @MainActor
     private func tabs(_ repo: CurbsideRepository) -> some View {
         TabView {
             ReportView(model: ReportModel(repo: repo)).tabItem { Label("Report", systemImage: "plus.circle") }

@@ -38,7 +38,9 @@ runBlocking {
     val resident = CurbsideRepository(CurbsideStore.open(dir.resolve("resident.db").toString()))
     val neighbour = CurbsideStore.open(dir.resolve("neighbour.db").toString())
     val inspectorStore = CurbsideStore.open(dir.resolve("inspector.db").toString())
-    resident.store.register(server, emptyList(), null)
+    resident.ensureRegistered(server)
+    resident.ensureRegistered(server) // once only: the second call keeps the registration
+    val registered = resident.store.registration()!!
     neighbour.register(server, emptyList(), null)
     assert(inspectorStore.register(server, listOf("10"), admin).role == Role.INSPECTOR)
 
@@ -116,9 +118,14 @@ runBlocking {
     val row = mine.reports.first().single { it.summary.id == id }
     assert(row.unread == 2 && row.draft.state == RequestState.IN_PROGRESS) { row }
     assert(row.draft.statusNotes == "A crew is booked for Tuesday")
-    val detail = mine.open(id)
+    assert(resident.store.registration() == registered)
+    val detail = mine.open(id)!!
     assert(detail.notes.map { it.text } == listOf("A crew is booked for Tuesday")) { detail.notes }
     assert(mine.reports.first().single { it.summary.id == id }.unread == 0)
+    // A draft opens too, as this device holds it: its own, with no number yet.
+    val draftDetail = mine.open(second.state.value.draft!!.id)!!
+    assert(draftDetail.mine && draftDetail.serviceRequestId == null) { draftDetail }
+    assert(mine.open("0190f3a0-0000-7000-8000-00000000ffff") == null) // gone: nothing to show
 
     // Cancel mid-way (after the first push), then resume.
     val third = ReportViewModel(resident)

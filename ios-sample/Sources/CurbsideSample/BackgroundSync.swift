@@ -29,6 +29,7 @@ enum BackgroundSync {
         task.expirationHandler = { cancel.cancel() }
         Task.detached {
             do {
+                try await repo.ensureRegistered()
                 _ = try await repo.sync(cancel: cancel)
                 task.setTaskCompleted(success: true)
             } catch {

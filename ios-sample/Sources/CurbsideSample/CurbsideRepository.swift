@@ -131,8 +131,12 @@ final class CurbsideRepository: @unchecked Sendable {
         try await offMain { try self.store.setStatus(id: id, status: status, note: note) }
     }
 
-    func register(server: String) async throws -> Registration {
-        try await store.register(server: server, inspectorWards: [], adminKey: nil)
+    /// Registers this install as a resident once, with the server named in Info.plist
+    /// (`CurbsideServer`); later calls do nothing.
+    func ensureRegistered() async throws {
+        if try await offMain({ try self.store.registration() }) != nil { return }
+        let server = Bundle.main.object(forInfoDictionaryKey: "CurbsideServer") as? String ?? "https://311.example.org"
+        _ = try await store.register(server: server, inspectorWards: [], adminKey: nil)
     }
 
     func status() async throws -> SyncStatus { try await offMain { try self.store.syncStatus() } }

@@ -1,5 +1,6 @@
 // The report screen's state: service, the form from its definition, photo, location (a map pin
 // when the fix is weak), the duplicate hint, submitting.
+import Combine
 import Foundation
 import Curbside
 

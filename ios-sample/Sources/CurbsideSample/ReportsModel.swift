@@ -1,4 +1,5 @@
 // "My reports" and the inspector's list, refreshed by the store's change stream.
+import Combine
 import Foundation
 import Curbside
 

@@ -31,7 +31,10 @@ struct PhotoPicker: UIViewControllerRepresentable {
         func picker(_ picker: PHPickerViewController, didFinishPicking results: [PHPickerResult]) {
             picker.dismiss(animated: true)
             guard let provider = results.first?.itemProvider else { return }
-            provider.loadDataRepresentation(forTypeIdentifier: UTType.jpeg.identifier) { data, _ in
+            // JPEG when the picker has it (HEIF is transcoded), else the image as it is (PNG,
+            // GIF, WebP…): the library reads those too.
+            let type = provider.hasItemConformingToTypeIdentifier(UTType.jpeg.identifier) ? UTType.jpeg : UTType.image
+            provider.loadDataRepresentation(forTypeIdentifier: type.identifier) { data, _ in
                 guard let data else { return }
                 DispatchQueue.main.async { self.picked(data) }
             }

@@ -73,7 +73,7 @@ struct ReportView: View {
             }
             if !model.problems.isEmpty {
                 Section("Before sending") {
-                    ForEach(model.problems, id: \.field) { problem in
+                    ForEach(model.problems, id: \.self) { problem in
                         Text(problem.message).foregroundStyle(.red)
                     }
                 }

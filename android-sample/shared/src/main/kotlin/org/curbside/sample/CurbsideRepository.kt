@@ -50,6 +50,11 @@ class CurbsideRepository(
     /** Every commit's changed requests (see [changes]). */
     val changes: Flow<List<org.curbside.RequestChange>> = store.changes()
 
+    /** Registers this install as a resident with `server` once; later calls do nothing. */
+    suspend fun ensureRegistered(server: String) {
+        if (withContext(io) { store.registration() } == null) store.register(server, emptyList(), null)
+    }
+
     suspend fun services(): List<Service> = withContext(io) { store.services() }
     suspend fun definition(code: String): ServiceDefinition = withContext(io) { store.serviceDefinition(code) }
     suspend fun createDraft(code: String, edit: DraftEdit): Draft = withContext(io) { store.createDraft(code, edit) }

@@ -24,6 +24,9 @@ import androidx.compose.runtime.Composable
 import androidx.compose.runtime.LaunchedEffect
 import androidx.compose.runtime.collectAsState
 import androidx.compose.runtime.getValue
+import androidx.compose.runtime.mutableStateOf
+import androidx.compose.runtime.remember
+import androidx.compose.runtime.setValue
 import androidx.compose.ui.Alignment
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.platform.LocalContext
@@ -34,7 +37,9 @@ import com.google.maps.android.compose.GoogleMap
 import com.google.maps.android.compose.rememberCameraPositionState
 import com.google.android.gms.location.LocationServices
 import com.google.android.gms.location.Priority
+import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.withContext
 import org.curbside.Attribute
 import org.curbside.Datatype
 import org.curbside.Location
@@ -50,15 +55,21 @@ import java.io.ByteArrayOutputStream
 fun ReportScreen(model: ReportScreenModel, modifier: Modifier = Modifier, submitted: () -> Unit) {
     val state by model.logic.state.collectAsState()
     val context = LocalContext.current
-    LaunchedEffect(Unit) { model.logic.load() }
-    // Location is asked for when the person asks to use it, not at start.
-    val askLocation = rememberLauncherForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
-        if (granted) currentFix(context) { fix -> model.scope.launch { model.logic.located(fix) } }
+    LaunchedEffect(Unit) { model.scope.launch { model.logic.load() } }
+    val error by model.error.collectAsState()
+    // Location is asked for when the person asks to use it, not at start (fine or coarse: from
+    // Android 12 the person may grant only the approximate one).
+    val askLocation = rememberLauncherForActivityResult(ActivityResultContracts.RequestMultiplePermissions()) { grants ->
+        if (grants.values.any { it }) currentFix(context) { fix -> model.scope.launch { model.logic.located(fix) } }
     }
     val pickPhoto = rememberLauncherForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri: Uri? ->
-        if (uri != null) model.scope.launch { model.logic.photo(jpegOf(context, uri)) }
+        if (uri != null) model.scope.launch {
+            val jpeg = withContext(Dispatchers.Default) { jpegOf(context, uri) }
+            model.logic.photo(jpeg)
+        }
     }
     Column(modifier.verticalScroll(rememberScrollState())) {
+        error?.let { Text(it, Modifier.clickable { model.dismissError() }) }
         Text("What is the problem?")
         for (service in state.services) {
             Row(Modifier.clickable { model.scope.launch { model.logic.choose(service.code) } }) {
@@ -72,16 +83,28 @@ fun ReportScreen(model: ReportScreenModel, modifier: Modifier = Modifier, submit
                 model.scope.launch { model.logic.answer(attribute.code, values) }
             }
         }
-        Button(onClick = { pickPhoto.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly)) }) {
+        val drafting = state.draft != null
+        Button(
+            onClick = { pickPhoto.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly)) },
+            enabled = drafting,
+        ) {
             Text("Add a photo")
         }
         state.draft?.location?.let { at ->
             Text("Location: %.5f, %.5f%s".format(at.lat, at.lon, at.accuracyM?.let { " ± ${it.toInt()} m" } ?: ""))
         }
-        Button(onClick = { askLocation.launch(android.Manifest.permission.ACCESS_FINE_LOCATION) }) {
+        Button(
+            onClick = {
+                askLocation.launch(arrayOf(
+                    android.Manifest.permission.ACCESS_FINE_LOCATION,
+                    android.Manifest.permission.ACCESS_COARSE_LOCATION,
+                ))
+            },
+            enabled = drafting,
+        ) {
             Text("Use my location")
         }
-        if (state.needsPin) {
+        if (drafting && state.needsPin) {
             // The map opens on the fix (or City Hall); the cross marks where the pin goes.
             val start = state.draft?.location?.let { LatLng(it.lat, it.lon) } ?: LatLng(43.6532, -79.3832)
             val camera = rememberCameraPositionState { position = CameraPosition.fromLatLngZoom(start, 17f) }
@@ -120,13 +143,26 @@ private fun AttributeInput(attribute: Attribute, answer: List<String>, changed: 
                 Checkbox(checked = v.key in answer, onCheckedChange = null); Text(v.name)
             }
         }
-        else -> OutlinedTextField(value = answer.firstOrNull() ?: "", onValueChange = { changed(listOf(it)) })
+        else -> {
+            // Typed text stays local (no round trip per keystroke); it is saved when it changes.
+            var text by remember(attribute.code) { mutableStateOf(answer.firstOrNull() ?: "") }
+            OutlinedTextField(value = text, onValueChange = { text = it; changed(listOf(it)) })
+        }
     }
 }
 
-/** The platform decodes HEIF and the rest; the bindings get JPEG. */
+/**
+ * The platform decodes HEIF and the rest (off the main thread, at most 3,200 px on its long
+ * edge: the library makes 1,600); the bindings get JPEG.
+ */
 private fun jpegOf(context: android.content.Context, uri: Uri): ByteArray {
-    val bitmap = ImageDecoder.decodeBitmap(ImageDecoder.createSource(context.contentResolver, uri))
+    val source = ImageDecoder.createSource(context.contentResolver, uri)
+    val bitmap = ImageDecoder.decodeBitmap(source) { decoder, info, _ ->
+        val long = maxOf(info.size.width, info.size.height)
+        if (long > 3_200) {
+            decoder.setTargetSize(info.size.width * 3_200 / long, info.size.height * 3_200 / long)
+        }
+    }
     return ByteArrayOutputStream().use { out ->
         bitmap.compress(Bitmap.CompressFormat.JPEG, 92, out)
         out.toByteArray()

@@ -18,6 +18,8 @@ import org.curbside.RequestState
 @Composable
 fun MyReportsScreen(model: MyReportsScreenModel, modifier: Modifier = Modifier) {
     val rows by model.reports.collectAsState()
+    val error by model.error.collectAsState()
+    error?.let { Text(it, Modifier.clickable { model.dismissError() }) }
     LazyColumn(modifier) {
         items(rows, key = { it.summary.id }) { row ->
             Column(Modifier.clickable { model.scope.launch { model.logic.open(row.summary.id) } }) {
@@ -35,6 +37,9 @@ fun MyReportsScreen(model: MyReportsScreenModel, modifier: Modifier = Modifier) 
 @Composable
 fun InspectorScreen(model: InspectorScreenModel, modifier: Modifier = Modifier) {
     val requests by model.requests.collectAsState()
+    val error by model.error.collectAsState()
+    // A resident's device has no ward list; a refused status change is shown, not thrown.
+    error?.let { Text(it, Modifier.clickable { model.dismissError() }) }
     LazyColumn(modifier) {
         items(requests, key = { it.id }) { r ->
             Column {

@@ -25,12 +25,13 @@ class SyncWorker(context: Context, params: WorkerParameters) : CoroutineWorker(c
     override suspend fun doWork(): Result {
         val repo = (applicationContext as CurbsideApplication).repository
         return try {
+            repo.ensureRegistered(BuildConfig.CURBSIDE_SERVER)
             repo.sync(SyncCancel())
             Result.success()
         } catch (e: ApiException.Network) {
             Result.retry()
         } catch (e: ApiException.Conflict) {
-            // Another sync is running, or the device is not registered yet.
+            // Another sync is running: it does the work.
             Result.success()
         } catch (e: CancellationException) {
             throw e
