@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use curbside_core as core;
 use curbside_core::{Field, FieldValue};
 
 use crate::error::CallbackError;
+use crate::types::ms_time;
 use crate::{ApiResult, CurbsideStore, Location, RequestState};
 
 /// A note on a request. Residents see public notes only.
@@ -168,10 +169,6 @@ impl From<core::ChangeKind> for ChangeKind {
     }
 }
 
-fn ms_time(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
 fn detail(store: &core::Store, id: &str) -> ApiResult<RequestDetail> {
     let doc = store.request(id)?;
     let own = store.replica_id();
@@ -218,7 +215,7 @@ fn detail(store: &core::Store, id: &str) -> ApiResult<RequestDetail> {
             }
             FieldValue::Location(l) => location = l.map(Into::into),
             FieldValue::Address(a) => address = a.clone(),
-            FieldValue::Priority(p) => priority = p.map(|p| format!("{p:?}").to_lowercase()),
+            FieldValue::Priority(p) => priority = p.map(|p| p.as_str().to_string()),
             FieldValue::Assignee(a) => assignee = a.clone(),
             FieldValue::ExpectedAt(at) => expected_at = at.map(ms_time),
             FieldValue::DuplicateOf(d) => duplicate_of = d.map(|d| d.to_string()),

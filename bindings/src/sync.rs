@@ -3,12 +3,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use curbside_core::sync::protocol::{RegisterBody, Role as CoreRole};
 use curbside_core::{CancelToken, SyncOptions};
 
 use crate::error::CallbackError;
+use crate::types::ms_time;
 use crate::{background, ApiError, ApiResult, CurbsideStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -145,10 +146,6 @@ impl Drop for CancelOnDrop {
             t.cancel();
         }
     }
-}
-
-fn ms_time(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
 impl From<curbside_core::Registration> for Registration {

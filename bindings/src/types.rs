@@ -258,9 +258,13 @@ pub struct Problem {
 
 // ---- conversions ----
 
+/// Milliseconds since 1970 as a platform time (before 1970: 1970).
+pub(crate) fn ms_time(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
 fn system_time(t: OffsetDateTime) -> SystemTime {
-    let ms = (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    ms_time((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 impl From<core::ServiceType> for ServiceType {

@@ -10,7 +10,7 @@ use curbside_core::{
     ChangeKind, DraftEdit, Listener, Location, LocationSource, Origin, RequestEvent, RetryPolicy,
     State, Store, SyncOptions,
 };
-use curbside_e2e::{options, start_server, ADMIN};
+use curbside_e2e::{options, start_server, Server, ADMIN};
 
 #[derive(Default)]
 struct Heard(Mutex<Vec<RequestEvent>>);
@@ -46,23 +46,29 @@ impl Listener for Panics {
     }
 }
 
+fn inspector_of_ward_10(server: &Server, path: &std::path::Path) -> Store {
+    let store = Store::open(path).unwrap();
+    store
+        .register(
+            &server.url(),
+            &RegisterBody {
+                role: Some(Role::Inspector),
+                wards: vec!["10".into()],
+                admin_key: Some(ADMIN.into()),
+            },
+        )
+        .unwrap();
+    store
+}
+
 #[test]
 fn listeners_unread_news_and_sync_state_follow_a_request_through_the_city() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), 180);
     let ana = Store::open(dir.path().join("ana.db")).unwrap();
-    let ivy = Store::open(dir.path().join("ivy.db")).unwrap();
+    let ivy = inspector_of_ward_10(&server, &dir.path().join("ivy.db"));
     ana.register(&server.url(), &RegisterBody::default())
         .unwrap();
-    ivy.register(
-        &server.url(),
-        &RegisterBody {
-            role: Some(Role::Inspector),
-            wards: vec!["10".into()],
-            admin_key: Some(ADMIN.into()),
-        },
-    )
-    .unwrap();
     let heard = Arc::new(Heard::default());
     ana.listen(Arc::new(Panics));
     let listening = ana.listen(heard.clone());
@@ -147,16 +153,7 @@ fn listeners_unread_news_and_sync_state_follow_a_request_through_the_city() {
 
     // Two inspectors: Ivy schedules it offline; Oli completes it later and syncs first. The
     // resident hears "completed"; Ivy's older status arriving after is not news.
-    let oli = Store::open(dir.path().join("oli.db")).unwrap();
-    oli.register(
-        &server.url(),
-        &RegisterBody {
-            role: Some(Role::Inspector),
-            wards: vec!["10".into()],
-            admin_key: Some(ADMIN.into()),
-        },
-    )
-    .unwrap();
+    let oli = inspector_of_ward_10(&server, &dir.path().join("oli.db"));
     oli.sync(&options(), &mut |_| {}).unwrap();
     ivy.set_status(&id, State::Scheduled, None).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));

@@ -22,6 +22,8 @@ use crate::vocab::{Field, FieldValue, Lifecycle, RequestId, Status};
 pub(crate) struct Touched {
     /// The user's own requests whose state changed.
     pub own: Vec<RequestId>,
+    /// Every one of the user's own requests among them: whose changes may be news.
+    pub mine: HashSet<RequestId>,
     /// Others' requests, as the duplicate check sees them (`open: false` leaves the index).
     pub known: Vec<KnownRequest>,
 }
@@ -52,7 +54,6 @@ pub(crate) fn apply_pulled(
     assigned: &[Assigned],
 ) -> Result<(ApplyReport, Touched)> {
     let (report, new) = log::apply_noting_new(tx, changes, env.now_ms)?;
-    super::updates::record(tx, env, changes)?;
     let mut ids: BTreeSet<RequestId> = changes.iter().map(|c| c.request_id).collect();
     for a in assigned {
         if let Some((Lifecycle::Queued | Lifecycle::Sent, _)) = lifecycle_of(tx, &a.request_id)? {
@@ -60,10 +61,9 @@ pub(crate) fn apply_pulled(
         }
         ids.insert(a.request_id);
     }
-    Ok((
-        report,
-        materialize(tx, env, ids, &NewRequests::new(changes, &new))?,
-    ))
+    let touched = materialize(tx, env, ids, &NewRequests::new(changes, &new))?;
+    super::updates::record(tx, env, changes, &touched.mine)?;
+    Ok((report, touched))
 }
 
 /// The fields the app's tables mirror.
@@ -112,6 +112,7 @@ pub(crate) fn materialize(
             _ => None,
         };
         if let Some((mut lifecycle, shown_status)) = lifecycle_of(tx, &id)? {
+            touched.mine.insert(id);
             let before = lifecycle;
             if let (Some(n), Lifecycle::Queued | Lifecycle::Sent) = (&number, lifecycle) {
                 accept(tx, env, &id, n)?;

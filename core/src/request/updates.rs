@@ -4,6 +4,8 @@
 //! status only when it is the one in force (an inspector's late sync of an older status is not
 //! news), a note until it is retracted.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
@@ -11,7 +13,7 @@ use super::Env;
 use crate::error::Result;
 use crate::sql::{self, Key};
 use crate::sync::{log, Change};
-use crate::vocab::{Field, FieldValue, State};
+use crate::vocab::{Field, FieldValue, RequestId, State};
 
 /// One piece of news about one of the user's requests.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,17 +31,25 @@ pub struct Update {
 }
 
 /// Records the pulled changes that are news to the user: statuses and public notes written on
-/// another replica, about requests this device created. Bounded by the page.
-pub(crate) fn record(tx: &Transaction, env: Env, changes: &[Change]) -> Result<()> {
+/// another replica, about `mine` (the requests among them this device created, as
+/// materialising found them: no lookup per change). Bounded by the page.
+pub(crate) fn record(
+    tx: &Transaction,
+    env: Env,
+    changes: &[Change],
+    mine: &HashSet<RequestId>,
+) -> Result<()> {
+    if mine.is_empty() {
+        return Ok(());
+    }
     let news_from: i64 = sql::get_num(tx, Key::NEWS_FROM, i64::MIN)?;
-    let mut own = tx.prepare_cached("SELECT 1 FROM requests WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO updates (change_id, request_id, at, status, note, note_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut retract = tx.prepare_cached("DELETE FROM updates WHERE note_id = ?1")?;
     for c in changes {
-        if c.replica() == env.replica {
+        if c.replica() == env.replica || !mine.contains(&c.request_id) {
             continue;
         }
         let (status, note) = match &c.value {
@@ -51,7 +61,7 @@ pub(crate) fn record(tx: &Transaction, env: Env, changes: &[Change]) -> Result<(
             }
             _ => continue,
         };
-        if (c.hlc.ms() as i64) < news_from || !own.exists([&c.request_id])? {
+        if (c.hlc.ms() as i64) < news_from {
             continue;
         }
         if let Some(s) = status {

@@ -4,7 +4,7 @@
 //! and outside every lock, on the thread that wrote, once the store's own indexes are up to
 //! date; one that panics is dropped from that call and the others still hear.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::sync::Change;
-use crate::vocab::{Field, FieldValue, RequestId};
+use crate::vocab::{Field, RequestId};
 
 /// What happened to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -93,52 +93,31 @@ impl RequestEvent {
 
     /// One event per request the changes touch, in request order.
     pub fn of_changes(changes: &[Change], origin: Origin) -> Vec<RequestEvent> {
-        let mut by_request: BTreeMap<RequestId, Vec<ChangeKind>> = BTreeMap::new();
-        for c in changes {
-            by_request
-                .entry(c.request_id)
-                .or_default()
-                .push(ChangeKind::of_field(&c.field()));
+        RequestEvent::grouped(
+            origin,
+            changes
+                .iter()
+                .map(|c| (c.request_id, ChangeKind::of_field(&c.field()))),
+        )
+    }
+
+    /// One event per request of `kinds`, in request order, each kind once.
+    pub fn grouped(
+        origin: Origin,
+        kinds: impl IntoIterator<Item = (RequestId, ChangeKind)>,
+    ) -> Vec<RequestEvent> {
+        let mut by_request: BTreeMap<RequestId, BTreeSet<ChangeKind>> = BTreeMap::new();
+        for (id, kind) in kinds {
+            by_request.entry(id).or_default().insert(kind);
         }
         by_request
             .into_iter()
-            .map(|(id, kinds)| RequestEvent::with_kinds(&id, origin, kinds))
+            .map(|(id, kinds)| RequestEvent {
+                request_id: id.to_string(),
+                origin,
+                kinds: kinds.into_iter().collect(),
+            })
             .collect()
-    }
-
-    pub fn of_values(id: &RequestId, origin: Origin, values: &[FieldValue]) -> RequestEvent {
-        let kinds = values
-            .iter()
-            .map(|v| ChangeKind::of_field(&v.field()))
-            .collect();
-        RequestEvent::with_kinds(id, origin, kinds)
-    }
-
-    fn with_kinds(id: &RequestId, origin: Origin, mut kinds: Vec<ChangeKind>) -> RequestEvent {
-        kinds.sort_unstable();
-        kinds.dedup();
-        RequestEvent {
-            request_id: id.to_string(),
-            origin,
-            kinds,
-        }
-    }
-}
-
-/// Merges `more` into `events`, one event per request and origin.
-pub(crate) fn merge(events: &mut Vec<RequestEvent>, more: Vec<RequestEvent>) {
-    for e in more {
-        match events
-            .iter_mut()
-            .find(|x| x.request_id == e.request_id && x.origin == e.origin)
-        {
-            Some(x) => {
-                x.kinds.extend(e.kinds);
-                x.kinds.sort_unstable();
-                x.kinds.dedup();
-            }
-            None => events.push(e),
-        }
     }
 }
 

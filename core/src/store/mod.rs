@@ -525,10 +525,8 @@ impl Store {
     }
 
     fn tell_from(&self, origin: Origin, id: &RequestId, kind: ChangeKind) {
-        if self.listeners.any() {
-            self.listeners
-                .notify(&[RequestEvent::new(id, origin, kind)]);
-        }
+        self.listeners
+            .notify(&[RequestEvent::new(id, origin, kind)]);
     }
 
     // ---- location ----

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::events::{self, ChangeKind, Origin, RequestEvent};
+use super::events::{ChangeKind, Origin, RequestEvent};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::request;
@@ -222,11 +222,16 @@ impl Store {
         };
         let (inspector, author) = (role == Role::Inspector, role.as_str().to_string());
         let values = values(&author);
-        let event = RequestEvent::of_values(&id, Origin::Local, &values);
+        let events = RequestEvent::grouped(
+            Origin::Local,
+            values
+                .iter()
+                .map(|v| (id, ChangeKind::of_field(&v.field()))),
+        );
         let env = self.env();
         let touched = self.write(|tx| request::shared_edit(tx, env, inspector, &id, values))?;
         self.reindex_touched(touched)?;
-        self.listeners.notify(&[event]);
+        self.listeners.notify(&events);
         Ok(())
     }
 
@@ -404,13 +409,18 @@ impl Replica for Store {
         })?;
         self.reindex_touched(touched)?;
         if self.listeners.any() {
-            let mut heard = RequestEvent::of_changes(&answer.changes, Origin::Sync);
+            let changed = answer
+                .changes
+                .iter()
+                .map(|c| (c.request_id, ChangeKind::of_field(&c.field())));
             let numbered = answer
                 .assigned
                 .iter()
-                .map(|a| RequestEvent::new(&a.request_id, Origin::Sync, ChangeKind::Accepted));
-            events::merge(&mut heard, numbered.collect());
-            self.listeners.notify(&heard);
+                .map(|a| (a.request_id, ChangeKind::Accepted));
+            self.listeners.notify(&RequestEvent::grouped(
+                Origin::Sync,
+                changed.chain(numbered),
+            ));
         }
         Ok(())
     }

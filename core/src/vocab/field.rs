@@ -153,6 +153,15 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Priority> {
         serde_json::from_value(Value::String(s.trim().to_ascii_lowercase())).ok()
     }
